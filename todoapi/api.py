@@ -1,0 +1,104 @@
+"""The REST layer: smorest's Api and Blueprint, made to speak our error shape."""
+
+from typing import Any
+
+import flask_smorest
+from flask import Flask, Request
+from flask_smorest import abort
+from marshmallow import Schema
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import HTTPException
+
+from todoapi.errors import error_body
+
+FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+
+# Both schemes are accepted everywhere: paste a token (bearerAuth) or log in from the
+# docs page's Authorize dialog with the OAuth2 password flow against /auth/login.
+SECURITY_SCHEMES = {
+    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    "oauth2Password": {"type": "oauth2", "flows": {"password": {"tokenUrl": "/auth/login", "scopes": {}}}},
+}
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"oauth2Password": []}]
+
+MESSAGES = {
+    400: "The request could not be understood.",
+    422: "The request failed validation.",
+    500: "Internal server error.",
+}
+
+
+class Parser(FlaskParser):
+    """webargs' parser, strict about bodies: a non-JSON body is 415, not silently empty."""
+
+    def _raw_load_json(self, req: Request) -> Any:
+        data = req.get_data(cache=True)
+        if not is_json_request(req):
+            if data:
+                abort(415, message="Send the request body as application/json.")
+            return core.missing
+        return core.parse_json(data)
+
+    def _handle_invalid_json_error(self, error: Exception, req: Request, *args: Any, **kwargs: Any) -> Any:
+        abort(400, message="Malformed JSON body.", messages={"json": {"_schema": ["Invalid JSON body."]}})
+
+    def load_json_or_form(self, req: Request, schema: Schema) -> Any:
+        if req.mimetype in FORM_MIMETYPES:
+            return self.load_form(req, schema)
+        return self.load_json(req, schema)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = Parser()
+    # Document a json_or_form argument as a request body (JSON; the form is added per view).
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "json_or_form": "application/json",
+    }
+
+
+class Api(flask_smorest.Api):
+    def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, dict[str, str]]:
+        payload, code, headers = super().handle_http_exception(error)
+        headers = dict(headers or {})
+        if code == 405 and getattr(error, "valid_methods", None):
+            # smorest's handler drops werkzeug's Allow header.
+            headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        if code == 500:
+            message = MESSAGES[500]  # never the exception's text
+        else:
+            message = payload.get("message") or MESSAGES.get(code) or (error.description or "").strip()
+        return error_body(code, message, payload.get("errors")), code, headers
+
+
+API_CONFIG = {
+    "API_TITLE": "todoapi",
+    "API_VERSION": "1.0.0",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "/docs",
+    "OPENAPI_SWAGGER_UI_URL": "/docs/assets/",
+    "OPENAPI_SWAGGER_UI_CONFIG": {"persistAuthorization": True},
+    "OPENAPI_REDOC_PATH": "/redoc",
+    "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js",
+    "API_SPEC_OPTIONS": {
+        "info": {"description": "A multi-user TODO service. Log in, then send `Authorization: Bearer <token>`."},
+        "components": {"securitySchemes": SECURITY_SCHEMES},
+    },
+}
+
+
+def init_api(app: Flask) -> Api:
+    from todoapi.auth.routes import blp as auth_blp
+    from todoapi.auth.routes import me_blp
+    from todoapi.ops.routes import blp as ops_blp
+    from todoapi.todos.routes import blp as todos_blp
+
+    for key, value in API_CONFIG.items():
+        app.config.setdefault(key, value)
+    api = Api(app)  # one Api per app: it holds one app and one spec
+    for blueprint in (auth_blp, me_blp, todos_blp, ops_blp):
+        api.register_blueprint(blueprint)
+    return api

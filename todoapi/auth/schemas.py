@@ -1,0 +1,67 @@
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_load, validates_schema
+from marshmallow.validate import Email, Equal, Length
+
+from todoapi.fields import Timezone, TrimmedStr
+
+# Passwords are taken exactly as typed: never trimmed, 8-128 characters.
+PASSWORD = Length(8, 128)
+
+
+class UserRegisterSchema(Schema):
+    email = TrimmedStr(required=True, validate=[Length(3, 320), Email()])
+    password = fields.String(required=True, load_only=True, validate=PASSWORD)
+
+
+class UserLoginSchema(Schema):
+    """JSON `{email, password}` or the OAuth2 password form (`username`, `password`)."""
+
+    email = fields.String(validate=Length(max=320))
+    username = fields.String(load_only=True, validate=Length(max=320))
+    password = fields.String(required=True, load_only=True, validate=Length(max=1024))
+    # Sent by OAuth2 clients such as the docs page's Authorize dialog; not used.
+    grant_type = fields.String(load_only=True, validate=Equal("password"))
+    scope = fields.String(load_only=True)
+    client_id = fields.String(load_only=True)
+    client_secret = fields.String(load_only=True)
+
+    @validates_schema
+    def _one_identity(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data.get("email") and not data.get("username"):
+            raise ValidationError("Missing data for required field.", "email")
+
+    @post_load
+    def _email(self, data: dict[str, Any], **kwargs: Any) -> dict[str, str]:
+        return {"email": data.get("email") or data["username"], "password": data["password"]}
+
+
+class TokenSchema(Schema):
+    access_token = fields.String(required=True)
+    refresh_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "bearer"})
+    expires_in = fields.Integer(required=True, metadata={"description": "Access-token lifetime in seconds."})
+
+
+class UserCreatedSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    email = fields.String(dump_only=True)
+    timezone = fields.String(dump_only=True)
+    created_at = fields.AwareDateTime(dump_only=True)
+
+
+class UserSchema(UserCreatedSchema):
+    webhook_url = fields.String(dump_only=True, allow_none=True)
+
+
+class UserUpdateSchema(Schema):
+    timezone = Timezone(metadata={"example": "Europe/Berlin"})
+    current_password = fields.String(load_only=True, validate=Length(max=1024))
+    new_password = fields.String(load_only=True, validate=PASSWORD)
+
+    @validates_schema
+    def _password_pair(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "new_password" in data and "current_password" not in data:
+            raise ValidationError("Required to change the password.", "current_password")
+        if "current_password" in data and "new_password" not in data:
+            raise ValidationError("Required with current_password.", "new_password")

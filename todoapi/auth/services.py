@@ -1,0 +1,121 @@
+"""Accounts and sessions: the rules, with no Flask in sight."""
+
+import secrets
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from peewee import IntegrityError, fn
+
+from todoapi.db import db
+from todoapi.errors import Conflict, Forbidden, Unauthorized
+from todoapi.models import Session, User
+
+# argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile); a change of
+# parameters here rehashes each password at its owner's next login.
+hasher = PasswordHasher()
+
+# Issues a session's tokens: session id -> (response body, refresh token jti).
+TokenIssuer = Callable[[str], tuple[dict[str, Any], str]]
+
+BAD_CREDENTIALS = "Incorrect email or password."
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def register_user(email: str, password: str) -> User:
+    try:
+        with db.atomic():
+            return User.create(email=normalize_email(email), password_hash=hasher.hash(password))
+    except IntegrityError:
+        raise Conflict("An account with this email already exists.") from None
+
+
+@lru_cache(maxsize=1)
+def _decoy_hash() -> str:
+    return hasher.hash(secrets.token_urlsafe(16))
+
+
+def _password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def authenticate(email: str, password: str) -> User:
+    """The user with these credentials; unknown email and wrong password look the same."""
+    user = User.select().where(fn.LOWER(User.email) == normalize_email(email)).first()
+    if user is None:
+        _password_matches(_decoy_hash(), password)  # spend the same time as a real check
+        raise Unauthorized(BAD_CREDENTIALS)
+    if not _password_matches(user.password_hash, password):
+        raise Unauthorized(BAD_CREDENTIALS)
+    if hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+        User.update(password_hash=user.password_hash).where(User.id == user.id).execute()
+    return user
+
+
+def open_session(user: User, issue: TokenIssuer) -> dict[str, Any]:
+    session_id = secrets.token_hex(16)
+    tokens, refresh_jti = issue(session_id)
+    Session.create(id=session_id, user=user.id, refresh_jti=refresh_jti)
+    return tokens
+
+
+def rotate_session(session_id: str, refresh_jti: str, issue: TokenIssuer) -> dict[str, Any]:
+    """New tokens for a live session; the presented refresh token stops working."""
+    tokens, new_jti = issue(session_id)
+    # Compare-and-set: of two concurrent refreshes with one token, exactly one wins.
+    rotated = (
+        Session.update(refresh_jti=new_jti)
+        .where((Session.id == session_id) & (Session.refresh_jti == refresh_jti))
+        .execute()
+    )
+    if not rotated:
+        raise Unauthorized("Refresh token has already been used.")
+    return tokens
+
+
+def end_session(session_id: str) -> None:
+    Session.delete().where(Session.id == session_id).execute()
+
+
+def session_user(session_id: Any, user_id: Any, refresh_jti: str | None = None) -> User | None:
+    """The owner of a live session, or None when the session or the user is gone."""
+    if not isinstance(session_id, str) or not isinstance(user_id, str) or not user_id.isdigit():
+        return None
+    query = (
+        User.select()
+        .join(Session)
+        .where((Session.id == session_id) & (Session.user == int(user_id)))
+    )
+    if refresh_jti is not None:
+        query = query.where(Session.refresh_jti == refresh_jti)
+    return query.first()
+
+
+def update_user(user: User, changes: dict[str, Any]) -> User:
+    new_password = changes.pop("new_password", None)
+    current_password = changes.pop("current_password", None)
+    with db.atomic():
+        if new_password is not None:
+            if not _password_matches(user.password_hash, current_password or ""):
+                raise Forbidden("The current password is wrong.")
+            user.password_hash = hasher.hash(new_password)
+            # A new password ends every session, this one included.
+            Session.delete().where(Session.user == user.id).execute()
+        for name, value in changes.items():
+            setattr(user, name, value)
+        user.save()
+    return user
+
+
+def delete_user(user: User) -> None:
+    # Todos, tags, sessions and notifications go with it (ON DELETE CASCADE).
+    User.delete().where(User.id == user.id).execute()

@@ -1,0 +1,91 @@
+"""JWTs: issuing, verifying, and one 401 shape for every way a token can fail."""
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar, cast
+
+from flask import Flask, current_app, g
+from flask_jwt_extended import (
+    JWTManager,
+    create_access_token,
+    create_refresh_token,
+    current_user,
+    get_jti,
+    get_jwt,
+    jwt_required,
+)
+
+from todoapi.api import BEARER, Blueprint
+from todoapi.auth import services
+from todoapi.errors import Unauthorized, error_body
+from todoapi.models import User
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _unauthorized(message: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    return error_body(401, message), 401, dict(Unauthorized.headers)
+
+
+def init_auth(app: Flask) -> None:
+    app.config.update(
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=app.config["JWT_ACCESS_MINUTES"]),
+        JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=app.config["JWT_REFRESH_DAYS"]),
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],  # never `none`, never an algorithm the token picks
+    )
+    jwt = JWTManager(app)
+
+    jwt.unauthorized_loader(lambda reason: _unauthorized("Missing or malformed Authorization header."))
+    jwt.invalid_token_loader(lambda reason: _unauthorized("Invalid token."))
+    jwt.expired_token_loader(lambda header, payload: _unauthorized("Token has expired."))
+    jwt.revoked_token_loader(lambda header, payload: _unauthorized("Token has been revoked."))
+    jwt.user_lookup_error_loader(lambda header, payload: _unauthorized("Unknown user."))
+    jwt.token_verification_failed_loader(lambda header, payload: _unauthorized("Token rejected."))
+    jwt.needs_fresh_token_loader(lambda header, payload: _unauthorized("Fresh token required."))
+
+    @jwt.token_in_blocklist_loader
+    def _is_revoked(header: dict[str, Any], payload: dict[str, Any]) -> bool:
+        # One query answers both "is the session live" and "who is this", so the
+        # user lookup below costs nothing; a deleted user's sessions are gone too.
+        refresh_jti = payload["jti"] if payload.get("type") == "refresh" else None
+        user = services.session_user(payload.get("sid"), payload.get("sub"), refresh_jti)
+        g.token_user = user
+        return user is None
+
+    @jwt.user_lookup_loader
+    def _load_user(header: dict[str, Any], payload: dict[str, Any]) -> User | None:
+        return g.get("token_user")
+
+
+def issue_tokens(user: User, session_id: str) -> tuple[dict[str, Any], str]:
+    """Tokens for one session, and the refresh token's jti to record on it."""
+    claims = {"sid": session_id}
+    access = create_access_token(identity=str(user.id), additional_claims=claims)
+    refresh = create_refresh_token(identity=str(user.id), additional_claims=claims)
+    expires = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    body = {
+        "access_token": access,
+        "refresh_token": refresh,
+        "token_type": "bearer",
+        "expires_in": int(expires.total_seconds()),
+    }
+    return body, get_jti(refresh)
+
+
+def login_required(view: F) -> F:
+    """jwt_required() plus the OpenAPI security marker, so docs and behaviour cannot drift."""
+    return cast(F, Blueprint.doc(security=BEARER)(jwt_required()(view)))
+
+
+def refresh_required(view: F) -> F:
+    return cast(F, Blueprint.doc(security=BEARER)(jwt_required(refresh=True)(view)))
+
+
+def caller() -> User:
+    return cast(User, current_user)
+
+
+def token_claims() -> dict[str, Any]:
+    return get_jwt()

@@ -1,0 +1,108 @@
+"""All tables in one place: the migrations and the foreign-key graph want one module."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from peewee import (
+    AutoField,
+    BooleanField,
+    CharField,
+    CompositeKey,
+    DateField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    JSONField,
+    Model,
+    ModelSelect,
+    TextField,
+)
+
+from todoapi.db import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTimeField(DateTimeField):
+    """Stored as naive UTC on both databases; always read back as an aware UTC datetime."""
+
+    def db_value(self, value: Any) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return super().db_value(value)
+
+    def python_value(self, value: Any) -> Any:
+        value = super().python_value(value)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    id = AutoField()
+    # Stored trimmed and lower-cased; a unique index on lower(email) backs it (migration 0001).
+    email = CharField(max_length=320)
+    password_hash = CharField(max_length=255)
+    timezone = CharField(max_length=64, default="UTC")
+    webhook_url = TextField(null=True)
+    webhook_secret = CharField(max_length=128, null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "users"
+
+
+class Session(BaseModel):
+    """One login. Its tokens carry its id; deleting the row ends them all (logout, password change)."""
+
+    id = CharField(primary_key=True, max_length=32)
+    user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE", index=True)
+    refresh_jti = CharField(max_length=64)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "sessions"
+
+
+class Todo(BaseModel):
+    id = AutoField()
+    user = ForeignKeyField(User, backref="todos", on_delete="CASCADE")
+    title = CharField(max_length=200)
+    description = TextField(default="")
+    done = BooleanField(default=False)
+    priority = IntegerField(default=3)
+    due_date = DateField(null=True)
+    # The todo's tags as shown; `todo_tags` holds the same set as rows so that
+    # "this user's todos carrying tag X" is an index lookup. Both are written together.
+    tags = JSONField(default=list)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "todos"
+
+    @classmethod
+    def owned_by(cls, user_id: int) -> ModelSelect:
+        return cls.select().where(cls.user == user_id)
+
+
+class TodoTag(BaseModel):
+    todo = ForeignKeyField(Todo, backref="tag_rows", on_delete="CASCADE")
+    user = ForeignKeyField(User, on_delete="CASCADE")
+    tag = CharField(max_length=50)
+
+    class Meta:
+        table_name = "todo_tags"
+        primary_key = CompositeKey("todo", "tag")
+        indexes = ((("user", "tag", "todo"), False),)
+
+
+MODELS = [User, Session, Todo, TodoTag]

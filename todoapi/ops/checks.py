@@ -1,0 +1,24 @@
+"""Dependency probes for the health endpoints: a short reason when something is down."""
+
+from peewee import PeeweeException
+from playhouse.pool import MaxConnectionsExceeded
+from redis.exceptions import RedisError
+
+from todoapi.db import db
+from todoapi.queue import get_redis
+
+
+def database_problem() -> str | None:
+    try:
+        db.execute_sql("SELECT 1").fetchone()
+    except (PeeweeException, MaxConnectionsExceeded) as exc:
+        return f"unreachable ({type(exc).__name__})"
+    return None
+
+
+def redis_problem() -> str | None:
+    try:
+        get_redis().ping()
+    except RedisError as exc:
+        return f"unreachable ({type(exc).__name__})"
+    return None

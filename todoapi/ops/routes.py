@@ -1,0 +1,65 @@
+from typing import Any
+
+from flask import Flask, Response, send_from_directory
+from flask.views import MethodView
+from marshmallow import Schema, fields
+from swagger_ui_bundle import swagger_ui_path
+
+from todoapi.api import Blueprint
+from todoapi.ops import checks
+
+blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness.")
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, metadata={"example": "healthy"})
+
+
+class DbHealthSchema(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+    db = fields.String(required=True, metadata={"example": "connected"})
+
+
+class ReadySchema(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+    checks = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+
+
+@blp.route("")
+class Health(MethodView):
+    @blp.response(200, HealthSchema)
+    def get(self) -> dict[str, str]:
+        """Liveness: the process answers; touches nothing else."""
+        return {"status": "healthy"}
+
+
+@blp.route("/db")
+class HealthDb(MethodView):
+    @blp.response(200, DbHealthSchema)
+    @blp.alt_response(503, schema=DbHealthSchema, description="The database is unreachable.")
+    def get(self) -> tuple[dict[str, str], int]:
+        """Database reachability (answers within about 2 s)."""
+        problem = checks.database_problem()
+        if problem:
+            return {"status": "error", "db": problem}, 503
+        return {"status": "ok", "db": "connected"}, 200
+
+
+@blp.route("/ready")
+class HealthReady(MethodView):
+    @blp.response(200, ReadySchema)
+    @blp.alt_response(503, schema=ReadySchema, description="A dependency is down; `checks` names it.")
+    def get(self) -> tuple[dict[str, Any], int]:
+        """Readiness: the database and Redis both answer."""
+        results = {"db": checks.database_problem() or "ok", "redis": checks.redis_problem() or "ok"}
+        healthy = all(value == "ok" for value in results.values())
+        return {"status": "ok" if healthy else "error", "checks": results}, 200 if healthy else 503
+
+
+def init_docs_assets(app: Flask) -> None:
+    """Serve Swagger UI's files from the swagger-ui-bundle package, so /docs works offline."""
+
+    def swagger_asset(filename: str) -> Response:
+        return send_from_directory(str(swagger_ui_path), filename, max_age=86_400)
+
+    app.add_url_rule("/docs/assets/<path:filename>", "swagger_asset", swagger_asset)
