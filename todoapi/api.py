@@ -5,12 +5,15 @@ from typing import Any
 import flask_smorest
 from flask import Flask, Request
 from flask_smorest import abort
+from flask_smorest.error_handler import ErrorSchema
 from marshmallow import Schema
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 
 from todoapi.errors import error_body
+
+__all__ = ["BEARER", "Api", "Blueprint", "ErrorSchema", "error_doc", "init_api"]
 
 FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
@@ -21,6 +24,15 @@ SECURITY_SCHEMES = {
     "oauth2Password": {"type": "oauth2", "flows": {"password": {"tokenUrl": "/auth/login", "scopes": {}}}},
 }
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"oauth2Password": []}]
+
+
+def error_doc(description: str) -> dict[str, Any]:
+    """An OpenAPI response in our error shape (smorest registers the schema as `Error`)."""
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
 
 MESSAGES = {
     400: "The request could not be understood.",
@@ -84,7 +96,9 @@ API_CONFIG = {
     "OPENAPI_REDOC_PATH": "/redoc",
     "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js",
     "API_SPEC_OPTIONS": {
-        "info": {"description": "A multi-user TODO service. Log in, then send `Authorization: Bearer <token>`."},
+        "info": {
+            "description": "A multi-user TODO service. Log in, then send `Authorization: Bearer <token>`."
+        },
         "components": {"securitySchemes": SECURITY_SCHEMES},
     },
 }

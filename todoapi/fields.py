@@ -66,8 +66,8 @@ class Tags(fields.List):
     def __init__(self, **kwargs: Any):
         super().__init__(fields.String(), **kwargs)
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
-        raw = super()._deserialize(value, attr, data, **kwargs)
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        raw: list[str] = super()._deserialize(value, attr, data, **kwargs)  # type: ignore[assignment]
         tags = sorted({tag.strip().lower() for tag in raw if tag.strip()})
         too_long = [tag for tag in tags if len(tag) > self.MAX_LENGTH]
         if too_long:

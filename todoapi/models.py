@@ -16,6 +16,7 @@ from peewee import (
     Model,
     ModelSelect,
     TextField,
+    fn,
 )
 
 from todoapi.db import db
@@ -60,6 +61,9 @@ class User(BaseModel):
         table_name = "users"
 
 
+User.add_index(User.index(fn.LOWER(User.email), unique=True, name="users_email_lower"))
+
+
 class Session(BaseModel):
     """One login. Its tokens carry its id; deleting the row ends them all (logout, password change)."""
 
@@ -74,7 +78,7 @@ class Session(BaseModel):
 
 class Todo(BaseModel):
     id = AutoField()
-    user = ForeignKeyField(User, backref="todos", on_delete="CASCADE")
+    user = ForeignKeyField(User, backref="todos", on_delete="CASCADE", index=False)
     title = CharField(max_length=200)
     description = TextField(default="")
     done = BooleanField(default=False)
@@ -88,15 +92,22 @@ class Todo(BaseModel):
 
     class Meta:
         table_name = "todos"
+        # Every list access path starts with the owner; `id` last gives the tie-break order.
+        indexes = (
+            (("user", "created_at", "id"), False),
+            (("user", "updated_at", "id"), False),
+            (("user", "due_date", "id"), False),
+            (("user", "done", "id"), False),
+        )
 
     @classmethod
-    def owned_by(cls, user_id: int) -> ModelSelect:
+    def owned_by(cls, user_id: int) -> "ModelSelect[Todo]":
         return cls.select().where(cls.user == user_id)
 
 
 class TodoTag(BaseModel):
-    todo = ForeignKeyField(Todo, backref="tag_rows", on_delete="CASCADE")
-    user = ForeignKeyField(User, on_delete="CASCADE")
+    todo = ForeignKeyField(Todo, backref="tag_rows", on_delete="CASCADE", index=False)
+    user = ForeignKeyField(User, on_delete="CASCADE", index=False)
     tag = CharField(max_length=50)
 
     class Meta:

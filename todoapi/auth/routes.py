@@ -3,7 +3,7 @@ from typing import Any
 from flask import Response
 from flask.views import MethodView
 
-from todoapi.api import Blueprint
+from todoapi.api import Blueprint, ErrorSchema
 from todoapi.auth import services
 from todoapi.auth.schemas import (
     TokenSchema,
@@ -24,7 +24,7 @@ me_blp = Blueprint("me", __name__, url_prefix="/me", description="The caller's a
 class Register(MethodView):
     @blp.arguments(UserRegisterSchema)
     @blp.response(201, UserCreatedSchema)
-    @blp.alt_response(409, description="An account with this email exists.")
+    @blp.alt_response(409, schema=ErrorSchema, description="An account with this email exists.")
     def post(self, data: dict[str, str]) -> User:
         """Create an account."""
         return services.register_user(data["email"], data["password"])
@@ -35,7 +35,7 @@ class Login(MethodView):
     @blp.arguments(UserLoginSchema, location="json_or_form")
     @blp.doc(requestBody={"content": {"application/x-www-form-urlencoded": {"schema": UserLoginSchema}}})
     @blp.response(200, TokenSchema)
-    @blp.alt_response(401, description="Incorrect email or password.")
+    @blp.alt_response(401, schema=ErrorSchema, description="Incorrect email or password.")
     def post(self, data: dict[str, str]) -> dict[str, Any]:
         """Log in with email and password (JSON, or the OAuth2 password form)."""
         user = services.authenticate(data["email"], data["password"])
@@ -46,7 +46,6 @@ class Login(MethodView):
 class Refresh(MethodView):
     @refresh_required
     @blp.response(200, TokenSchema)
-    @blp.alt_response(401, description="Missing, invalid, expired or already used refresh token.")
     def post(self) -> dict[str, Any]:
         """Exchange a refresh token for new tokens; the old refresh token stops working."""
         claims, user = token_claims(), caller()
@@ -57,7 +56,6 @@ class Refresh(MethodView):
 class Logout(MethodView):
     @login_required
     @blp.response(204)
-    @blp.alt_response(401, description="Missing or invalid access token.")
     def post(self) -> None:
         """End this session: its access and refresh tokens stop working."""
         services.end_session(token_claims()["sid"])
@@ -67,7 +65,6 @@ class Logout(MethodView):
 class Me(MethodView):
     @login_required
     @me_blp.response(200, UserSchema)
-    @me_blp.alt_response(401, description="Missing or invalid access token.")
     def get(self) -> User:
         """Get the caller's account."""
         return caller()
@@ -75,15 +72,13 @@ class Me(MethodView):
     @login_required
     @me_blp.arguments(UserUpdateSchema)
     @me_blp.response(200, UserSchema)
-    @me_blp.alt_response(401, description="Missing or invalid access token.")
-    @me_blp.alt_response(403, description="The current password is wrong.")
+    @me_blp.alt_response(403, schema=ErrorSchema, description="The current password is wrong.")
     def patch(self, data: dict[str, Any]) -> User:
         """Change the time zone or the password (a new password ends every session)."""
         return services.update_user(caller(), data)
 
     @login_required
     @me_blp.response(204)
-    @me_blp.alt_response(401, description="Missing or invalid access token.")
     def delete(self) -> Response | None:
         """Delete the account with all its todos."""
         services.delete_user(caller())

@@ -14,8 +14,16 @@ from todoapi.errors import Conflict, Forbidden, Unauthorized
 from todoapi.models import Session, User
 
 # argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile); a change of
-# parameters here rehashes each password at its owner's next login.
+# parameters rehashes each password at its owner's next login.
 hasher = PasswordHasher()
+
+
+def configure_hasher(**parameters: Any) -> None:
+    """Replace the argon2id parameters (the test suite uses cheaper ones; the environment cannot)."""
+    global hasher
+    hasher = PasswordHasher(**parameters)
+    _decoy_hash.cache_clear()
+
 
 # Issues a session's tokens: session id -> (response body, refresh token jti).
 TokenIssuer = Callable[[str], tuple[dict[str, Any], str]]
@@ -90,11 +98,7 @@ def session_user(session_id: Any, user_id: Any, refresh_jti: str | None = None) 
     """The owner of a live session, or None when the session or the user is gone."""
     if not isinstance(session_id, str) or not isinstance(user_id, str) or not user_id.isdigit():
         return None
-    query = (
-        User.select()
-        .join(Session)
-        .where((Session.id == session_id) & (Session.user == int(user_id)))
-    )
+    query = User.select().join(Session).where((Session.id == session_id) & (Session.user == int(user_id)))
     if refresh_jti is not None:
         query = query.where(Session.refresh_jti == refresh_jti)
     return query.first()

@@ -15,7 +15,7 @@ from flask_jwt_extended import (
     jwt_required,
 )
 
-from todoapi.api import BEARER, Blueprint
+from todoapi.api import BEARER, Blueprint, error_doc
 from todoapi.auth import services
 from todoapi.errors import Unauthorized, error_body
 from todoapi.models import User
@@ -36,6 +36,7 @@ def init_auth(app: Flask) -> None:
         JWT_DECODE_ALGORITHMS=["HS256"],  # never `none`, never an algorithm the token picks
     )
     jwt = JWTManager(app)
+    services.configure_hasher(**app.config.get("ARGON2_PARAMETERS", {}))
 
     jwt.unauthorized_loader(lambda reason: _unauthorized("Missing or malformed Authorization header."))
     jwt.invalid_token_loader(lambda reason: _unauthorized("Invalid token."))
@@ -71,16 +72,21 @@ def issue_tokens(user: User, session_id: str) -> tuple[dict[str, Any], str]:
         "token_type": "bearer",
         "expires_in": int(expires.total_seconds()),
     }
-    return body, get_jti(refresh)
+    return body, str(get_jti(refresh))
+
+
+UNAUTHORIZED_DOC = {"401": error_doc("Missing, invalid, expired or revoked token.")}
 
 
 def login_required(view: F) -> F:
-    """jwt_required() plus the OpenAPI security marker, so docs and behaviour cannot drift."""
-    return cast(F, Blueprint.doc(security=BEARER)(jwt_required()(view)))
+    """jwt_required() plus its OpenAPI security marker and 401, so docs and behaviour cannot drift."""
+    return cast(F, Blueprint.doc(security=BEARER, responses=UNAUTHORIZED_DOC)(jwt_required()(view)))
 
 
 def refresh_required(view: F) -> F:
-    return cast(F, Blueprint.doc(security=BEARER)(jwt_required(refresh=True)(view)))
+    """Like login_required, for the refresh token."""
+    documented = Blueprint.doc(security=BEARER, responses=UNAUTHORIZED_DOC)
+    return cast(F, documented(jwt_required(refresh=True)(view)))
 
 
 def caller() -> User:

@@ -20,20 +20,18 @@ def _next_timestamp(previous: datetime | None = None) -> datetime:
     return now
 
 
-def _write_tags(todo: Todo, tags: list[str], replace: bool = False) -> None:
+def _write_tags(user_id: int, todo: Todo, replace: bool = False) -> None:
     if replace:
         TodoTag.delete().where(TodoTag.todo == todo.id).execute()
-    if tags:
-        TodoTag.insert_many(
-            [{"todo": todo.id, "user": todo.user_id, "tag": tag} for tag in tags]
-        ).execute()
+    if todo.tags:
+        TodoTag.insert_many([{"todo": todo.id, "user": user_id, "tag": tag} for tag in todo.tags]).execute()
 
 
 def create_todo(user_id: int, data: dict[str, Any]) -> Todo:
     now = _next_timestamp()
     with db.atomic():
         todo = Todo.create(user=user_id, created_at=now, updated_at=now, **data)
-        _write_tags(todo, todo.tags)
+        _write_tags(user_id, todo)
     return todo
 
 
@@ -55,7 +53,7 @@ def update_todo(user_id: int, todo_id: int, changes: dict[str, Any]) -> Todo:
         todo.updated_at = _next_timestamp(todo.updated_at)
         todo.save(only=[*(getattr(Todo, name) for name in changed), Todo.updated_at])
         if "tags" in changed:
-            _write_tags(todo, todo.tags, replace=True)
+            _write_tags(user_id, todo, replace=True)
     return todo
 
 
@@ -65,7 +63,7 @@ def delete_todo(user_id: int, todo_id: int) -> None:
         raise NotFound("Todo not found.")
 
 
-def filtered_todos(user_id: int, args: dict[str, Any]) -> ModelSelect:
+def filtered_todos(user_id: int, args: dict[str, Any]) -> "ModelSelect[Todo]":
     """The caller's todos matching every filter in `args` (unordered, unpaged)."""
     query = Todo.owned_by(user_id)
     if "done" in args:

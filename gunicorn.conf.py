@@ -1,0 +1,24 @@
+"""gunicorn settings, all from the environment (`PORT`, `WEB_CONCURRENCY`)."""
+
+import multiprocessing
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"
+workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, multiprocessing.cpu_count()))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+
+# The app is built once in the master and forked; it opens no connection at import
+# time, so every worker starts with an empty pool of its own.
+preload_app = True
+
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+
+# gunicorn 25.1+ opens a control socket at one fixed path per user; two servers on one
+# host would take over (and on exit delete) each other's socket. We do not use it.
+control_socket_disable = True
+
+accesslog = None
+errorlog = "-"

@@ -1,0 +1,53 @@
+"""Configuration is a pure function of the environment; production refuses unsafe secrets."""
+
+import pytest
+
+from todoapi.config import DEV_SECRET, ConfigError, load_config
+
+GOOD_SECRET = "s" * 32
+
+
+def test_defaults_match_the_spec():
+    config = load_config({})
+    assert config["DATABASE_URL"] == "sqlite:///todo.db"
+    assert config["REDIS_URL"] == "redis://localhost:6379/0"
+    assert config["JWT_ACCESS_MINUTES"] == 60 and config["JWT_REFRESH_DAYS"] == 30
+    assert config["NOTIFY_INTERVAL_SECONDS"] == 60
+    assert config["SMTP_URL"] is None and config["WEBHOOK_ALLOW_PRIVATE"] is False
+    assert config["LOGIN_RATE_LIMIT"] == "10/minute"
+    assert config["MAX_CONTENT_LENGTH"] == 1024 * 1024
+    assert config["JWT_SECRET_KEY"] == DEV_SECRET
+
+
+def test_environment_values_are_read():
+    config = load_config(
+        {
+            "DATABASE_URL": "postgresql://u@h/db",
+            "JWT_ACCESS_MINUTES": "5",
+            "WEBHOOK_ALLOW_PRIVATE": "true",
+            "SMTP_URL": "smtp://localhost:25",
+            "JWT_SECRET_KEY": GOOD_SECRET,
+        }
+    )
+    assert config["DATABASE_URL"] == "postgresql://u@h/db"
+    assert config["JWT_ACCESS_MINUTES"] == 5
+    assert config["WEBHOOK_ALLOW_PRIVATE"] is True
+    assert config["SMTP_URL"] == "smtp://localhost:25"
+    assert config["JWT_SECRET_KEY"] == GOOD_SECRET
+
+
+@pytest.mark.parametrize("secret", [None, "", "short", "x" * 31, DEV_SECRET])
+def test_production_refuses_a_missing_or_short_secret(secret):
+    env = {"APP_ENV": "production"} | ({"JWT_SECRET_KEY": secret} if secret is not None else {})
+    with pytest.raises(ConfigError, match="JWT_SECRET_KEY"):
+        load_config(env)
+
+
+def test_production_accepts_a_32_character_secret():
+    assert load_config({"APP_ENV": "production", "JWT_SECRET_KEY": GOOD_SECRET})["APP_ENV"] == "production"
+
+
+@pytest.mark.parametrize(("name", "value"), [("JWT_ACCESS_MINUTES", "soon"), ("JWT_REFRESH_DAYS", "0")])
+def test_bad_numbers_are_refused_by_name(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_config({name: value})
