@@ -1,12 +1,12 @@
 """The REST layer: smorest's Api and Blueprint, made to speak our error shape."""
 
-from typing import Any
+from typing import Any, NoReturn
 
 import flask_smorest
 from flask import Flask, Request
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
-from marshmallow import Schema
+from marshmallow import Schema, ValidationError
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
@@ -59,6 +59,13 @@ class Parser(FlaskParser):
         if req.mimetype in FORM_MIMETYPES:
             return self.load_form(req, schema)
         return self.load_json(req, schema)
+
+    def _on_validation_error(
+        self, error: ValidationError, req: Request, schema: Schema, location: str, **kwargs: Any
+    ) -> NoReturn:
+        if location == "json_or_form":  # report where the client actually put the field
+            location = "form" if req.mimetype in FORM_MIMETYPES else "json"
+        super()._on_validation_error(error, req, schema, location, **kwargs)
 
 
 class Blueprint(flask_smorest.Blueprint):

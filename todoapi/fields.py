@@ -3,16 +3,26 @@
 import re
 from datetime import date
 from functools import lru_cache
+from importlib.resources import files
 from typing import Any
-from zoneinfo import available_timezones
 
 from marshmallow import ValidationError, fields
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-class TrimmedStr(fields.String):
-    """A string, stripped of surrounding whitespace before validators see it."""
+class Text(fields.String):
+    """A string without NUL characters, which PostgreSQL cannot store or compare."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Must not contain NUL characters.")
+        return text
+
+
+class TrimmedStr(Text):
+    """Text stripped of surrounding whitespace before validators see it."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         return super()._deserialize(value, attr, data, **kwargs).strip()
@@ -64,7 +74,7 @@ class Tags(fields.List):
     MAX_LENGTH = 50
 
     def __init__(self, **kwargs: Any):
-        super().__init__(fields.String(), **kwargs)
+        super().__init__(Text(), **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
         raw: list[str] = super()._deserialize(value, attr, data, **kwargs)  # type: ignore[assignment]
@@ -79,10 +89,12 @@ class Tags(fields.List):
 
 @lru_cache(maxsize=1)
 def _timezones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    # The tzdata package's list of IANA names: the host's zoneinfo directory also
+    # holds files such as `localtime` and `posixrules` that are not zone names.
+    return frozenset(files("tzdata").joinpath("zones").read_text().split())
 
 
-class Timezone(fields.String):
+class Timezone(Text):
     """An IANA time zone name, such as `Europe/Berlin`."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:

@@ -83,6 +83,7 @@ def test_filters_combine_and_total_counts_all_matches(client, auth):
         ("done=maybe", "done"),
         ("done=1", "done"),
         ("tag=" + "t" * 51, "tag"),
+        ("tag=nul%00byte", "tag"),
     ],
 )
 def test_bad_query_parameters_are_422(client, auth, query, field):

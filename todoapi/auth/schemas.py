@@ -3,7 +3,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_load, validates_schema
 from marshmallow.validate import Email, Equal, Length
 
-from todoapi.fields import Timezone, TrimmedStr
+from todoapi.fields import Text, Timezone, TrimmedStr
 
 # Passwords are taken exactly as typed: never trimmed, 8-128 characters.
 PASSWORD = Length(8, 128)
@@ -11,20 +11,20 @@ PASSWORD = Length(8, 128)
 
 class UserRegisterSchema(Schema):
     email = TrimmedStr(required=True, validate=[Length(3, 320), Email()])
-    password = fields.String(required=True, load_only=True, validate=PASSWORD)
+    password = Text(required=True, load_only=True, validate=PASSWORD)
 
 
 class UserLoginSchema(Schema):
     """JSON `{email, password}` or the OAuth2 password form (`username`, `password`)."""
 
-    email = fields.String(validate=Length(max=320))
-    username = fields.String(load_only=True, validate=Length(max=320))
-    password = fields.String(required=True, load_only=True, validate=Length(max=1024))
+    email = Text(validate=Length(max=320))
+    username = Text(load_only=True, validate=Length(max=320))
+    password = Text(required=True, load_only=True, validate=Length(max=1024))
     # Sent by OAuth2 clients such as the docs page's Authorize dialog; not used.
-    grant_type = fields.String(load_only=True, validate=Equal("password"))
-    scope = fields.String(load_only=True)
-    client_id = fields.String(load_only=True)
-    client_secret = fields.String(load_only=True)
+    grant_type = Text(load_only=True, validate=Equal("password"))
+    scope = Text(load_only=True)
+    client_id = Text(load_only=True)
+    client_secret = Text(load_only=True)
 
     @validates_schema
     def _one_identity(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -56,8 +56,8 @@ class UserSchema(UserCreatedSchema):
 
 class UserUpdateSchema(Schema):
     timezone = Timezone(metadata={"example": "Europe/Berlin"})
-    current_password = fields.String(load_only=True, validate=Length(max=1024))
-    new_password = fields.String(load_only=True, validate=PASSWORD)
+    current_password = Text(load_only=True, validate=Length(max=1024))
+    new_password = Text(load_only=True, validate=PASSWORD)
 
     @validates_schema
     def _password_pair(self, data: dict[str, Any], **kwargs: Any) -> None:

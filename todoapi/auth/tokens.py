@@ -4,7 +4,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -36,6 +36,15 @@ def init_auth(app: Flask) -> None:
         JWT_DECODE_ALGORITHMS=["HS256"],  # never `none`, never an algorithm the token picks
     )
     jwt = JWTManager(app)
+
+    @app.before_request
+    def _canonical_bearer_scheme() -> None:
+        # RFC 7235: the auth scheme is case-insensitive (we hand out token_type "bearer");
+        # flask-jwt-extended compares it case-sensitively.
+        header = request.environ.get("HTTP_AUTHORIZATION", "")
+        if header[:7].lower() == "bearer " and not header.startswith("Bearer "):
+            request.environ["HTTP_AUTHORIZATION"] = "Bearer " + header[7:]
+
     services.configure_hasher(**app.config.get("ARGON2_PARAMETERS", {}))
 
     jwt.unauthorized_loader(lambda reason: _unauthorized("Missing or malformed Authorization header."))

@@ -1,7 +1,7 @@
 from marshmallow import Schema, fields
 from marshmallow.validate import Length, Range
 
-from todoapi.fields import IsoDate, QueryBool, StrictBool, StrictInt, Tags, TrimmedStr
+from todoapi.fields import IsoDate, QueryBool, StrictBool, StrictInt, Tags, Text, TrimmedStr
 
 TITLE = Length(1, 200)
 DESCRIPTION = Length(max=10_000)
@@ -43,7 +43,7 @@ class TodoQueryArgsSchema(Schema):
     skip = fields.Integer(load_default=0, validate=Range(min=0))
     limit = fields.Integer(load_default=50, validate=Range(1, 100))
     done = QueryBool()
-    tag = fields.List(fields.String(validate=Length(max=50)), metadata={"description": "Repeat to AND tags."})
+    tag = fields.List(Text(validate=Length(max=50)), metadata={"description": "Repeat to AND tags."})
 
 
 class TodoPageSchema(Schema):

@@ -1,0 +1,313 @@
+"""Bearer tokens on protected routes, refresh rotation, and sessions (logout ends only its own)."""
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import jwt
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from tests.helpers import assert_error
+
+ANN = "ann@example.com"
+PASSWORD = "correct horse battery"
+WRONG_KEY = "an-attackers-guess-at-the-secret-key-0123456789"
+
+# Every route that needs an access token, each with a body it would otherwise accept.
+PROTECTED = [
+    ("GET", "/me", None),
+    ("GET", "/todos", None),
+    ("PATCH", "/me", {"timezone": "Europe/Berlin"}),
+    ("POST", "/todos", {"title": "planted by a forged token"}),
+    ("POST", "/auth/logout", None),
+    ("DELETE", "/me", None),
+]
+
+
+def sign_up(client: FlaskClient, email: str = ANN) -> dict[str, Any]:
+    """Register through the API and log in; the login body, with both tokens."""
+    created = client.post("/auth/register", json={"email": email, "password": PASSWORD})
+    assert created.status_code == 201, created.json
+    return log_in(client, email)
+
+
+def log_in(client: FlaskClient, email: str = ANN) -> dict[str, Any]:
+    response = client.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def refresh(client: FlaskClient, token: str) -> TestResponse:
+    return client.post("/auth/refresh", headers=bearer(token))
+
+
+def assert_unauthorized(response: TestResponse) -> None:
+    assert_error(response, 401)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def claims(token: str) -> dict[str, Any]:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def b64url(part: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+
+
+# --- hostile or unusable Authorization headers --------------------------------------------------
+# Each builder returns (the Authorization header to try, or None for no header) and the headers of
+# a still-valid access token for the same account where one exists, to prove nothing changed.
+
+Case = tuple[str | None, dict[str, str] | None]
+
+
+def no_header(client: FlaskClient) -> Case:
+    return None, None
+
+
+def other_scheme(client: FlaskClient) -> Case:
+    return "Token x", None
+
+
+def garbage(client: FlaskClient) -> Case:
+    return "Bearer not.a.jwt", None
+
+
+def wrong_signature(client: FlaskClient) -> Case:
+    access = sign_up(client)["access_token"]
+    forged = jwt.encode(claims(access), WRONG_KEY, algorithm="HS256")
+    return f"Bearer {forged}", bearer(access)
+
+
+def alg_none(client: FlaskClient) -> Case:
+    access = sign_up(client)["access_token"]
+    forged = f"{b64url({'alg': 'none', 'typ': 'JWT'})}.{b64url(claims(access))}."
+    return f"Bearer {forged}", bearer(access)
+
+
+def tampered_payload(client: FlaskClient) -> Case:
+    access = sign_up(client)["access_token"]
+    header, _, signature = access.split(".")
+    extended = claims(access) | {"exp": claims(access)["exp"] + 86_400}
+    return f"Bearer {header}.{b64url(extended)}.{signature}", bearer(access)
+
+
+def _resigned(client: FlaskClient, **changes: int) -> Case:
+    access = sign_up(client)["access_token"]
+    key = client.application.config["JWT_SECRET_KEY"]
+    return f"Bearer {jwt.encode(claims(access) | changes, key, algorithm='HS256')}", bearer(access)
+
+
+def expired(client: FlaskClient) -> Case:
+    now = int(time.time())
+    return _resigned(client, iat=now - 7200, nbf=now - 7200, exp=now - 3600)
+
+
+def not_yet_valid(client: FlaskClient) -> Case:
+    now = int(time.time())
+    return _resigned(client, nbf=now + 3600, exp=now + 7200)
+
+
+def refresh_as_access(client: FlaskClient) -> Case:
+    tokens = sign_up(client)
+    return f"Bearer {tokens['refresh_token']}", bearer(tokens["access_token"])
+
+
+def after_logout(client: FlaskClient) -> Case:
+    access = sign_up(client)["access_token"]
+    assert client.post("/auth/logout", headers=bearer(access)).status_code == 204
+    return f"Bearer {access}", None
+
+
+def deleted_user(client: FlaskClient) -> Case:
+    access = sign_up(client)["access_token"]
+    assert client.delete("/me", headers=bearer(access)).status_code == 204
+    return f"Bearer {access}", None
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        no_header,
+        other_scheme,
+        garbage,
+        wrong_signature,
+        alg_none,
+        tampered_payload,
+        expired,
+        not_yet_valid,
+        refresh_as_access,
+        after_logout,
+        deleted_user,
+    ],
+)
+def test_protected_routes_reject_unusable_tokens(client: FlaskClient, build: Callable[..., Case]) -> None:
+    authorization, still_valid = build(client)
+    headers = {} if authorization is None else {"Authorization": authorization}
+
+    for method, path, body in PROTECTED:
+        response = client.open(path, method=method, json=body, headers=headers)
+        assert_unauthorized(response)
+
+    if still_valid is not None:
+        me = client.get("/me", headers=still_valid)
+        assert me.status_code == 200, me.json
+        assert me.json["timezone"] == "UTC"
+        assert client.get("/todos", headers=still_valid).json["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("PATCH", "/me", {"timezone": "Mars/Olympus"}),
+        ("PATCH", "/me", {"email": "x@example.com"}),
+        ("POST", "/todos", {}),
+        ("POST", "/todos", {"title": "x", "done": True}),
+    ],
+)
+def test_missing_token_wins_over_a_bad_body(client: FlaskClient, method: str, path: str, body: Any) -> None:
+    assert_unauthorized(client.open(path, method=method, json=body))
+
+
+def test_token_type_from_login_works_as_the_auth_scheme(client: FlaskClient) -> None:
+    tokens = sign_up(client)
+
+    response = client.get(
+        "/me", headers={"Authorization": f"{tokens['token_type']} {tokens['access_token']}"}
+    )
+
+    assert response.status_code == 200, response.json
+
+
+# --- refresh ------------------------------------------------------------------------------------
+
+
+def test_refresh_rotates_the_pair(client: FlaskClient) -> None:
+    first = sign_up(client)
+
+    response = refresh(client, first["refresh_token"])
+
+    assert response.status_code == 200, response.json
+    second = response.json
+    assert set(second) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    assert second["token_type"] == "bearer" and second["expires_in"] == 3600
+    assert second["refresh_token"] != first["refresh_token"]
+    assert second["access_token"] != first["access_token"]
+    assert client.get("/me", headers=bearer(second["access_token"])).status_code == 200
+
+    assert_unauthorized(refresh(client, first["refresh_token"]))
+
+    third = refresh(client, second["refresh_token"])
+    assert third.status_code == 200, third.json
+    assert client.get("/me", headers=bearer(third.json["access_token"])).status_code == 200
+
+
+def test_concurrent_refreshes_with_one_token_have_one_winner(app: Flask, client: FlaskClient) -> None:
+    racers = 6
+    token = sign_up(client)["refresh_token"]
+    start = threading.Barrier(racers)
+
+    def race(_: int) -> tuple[int, str | None]:
+        own_client = app.test_client()
+        start.wait()
+        response = refresh(own_client, token)
+        return response.status_code, (response.json or {}).get("refresh_token")
+
+    with ThreadPoolExecutor(racers) as pool:
+        results = list(pool.map(race, range(racers)))
+
+    assert sorted(status for status, _ in results) == [200] + [401] * (racers - 1), results
+    [winner] = [new_token for status, new_token in results if status == 200]
+    assert refresh(client, winner).status_code == 200
+
+
+# A refresh attempt's token, and the session's real tokens where it should survive the attempt.
+RefreshCase = tuple[str, dict[str, Any] | None]
+
+
+def access_token_instead(client: FlaskClient) -> RefreshCase:
+    tokens = sign_up(client)
+    return tokens["access_token"], tokens
+
+
+def already_rotated(client: FlaskClient) -> RefreshCase:
+    tokens = sign_up(client)
+    assert refresh(client, tokens["refresh_token"]).status_code == 200
+    return tokens["refresh_token"], None
+
+
+def refresh_after_logout(client: FlaskClient) -> RefreshCase:
+    tokens = sign_up(client)
+    assert client.post("/auth/logout", headers=bearer(tokens["access_token"])).status_code == 204
+    return tokens["refresh_token"], None
+
+
+def refresh_of_deleted_user(client: FlaskClient) -> RefreshCase:
+    tokens = sign_up(client)
+    assert client.delete("/me", headers=bearer(tokens["access_token"])).status_code == 204
+    return tokens["refresh_token"], None
+
+
+def forged_refresh(client: FlaskClient) -> RefreshCase:
+    tokens = sign_up(client)
+    return jwt.encode(claims(tokens["refresh_token"]), WRONG_KEY, algorithm="HS256"), tokens
+
+
+@pytest.mark.parametrize(
+    "build",
+    [access_token_instead, already_rotated, refresh_after_logout, refresh_of_deleted_user, forged_refresh],
+)
+def test_refresh_rejects(client: FlaskClient, build: Callable[..., RefreshCase]) -> None:
+    token, session = build(client)
+
+    assert_unauthorized(refresh(client, token))
+
+    if session is not None:
+        # The session's real refresh token was not spent by the rejected attempt.
+        assert refresh(client, session["refresh_token"]).status_code == 200
+
+
+def test_refresh_without_a_token_is_401(client: FlaskClient) -> None:
+    assert_unauthorized(client.post("/auth/refresh"))
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+def test_each_login_is_its_own_session_and_logout_ends_only_that_one(client: FlaskClient) -> None:
+    laptop = sign_up(client)
+    phone = log_in(client)
+    assert claims(laptop["access_token"])["sid"] != claims(phone["access_token"])["sid"]
+    for session in (laptop, phone):
+        assert client.get("/me", headers=bearer(session["access_token"])).status_code == 200
+
+    response = client.post("/auth/logout", headers=bearer(laptop["access_token"]))
+
+    assert response.status_code == 204
+    assert response.get_data() == b""
+    assert_unauthorized(client.get("/me", headers=bearer(laptop["access_token"])))
+    assert_unauthorized(refresh(client, laptop["refresh_token"]))
+    assert client.get("/me", headers=bearer(phone["access_token"])).status_code == 200
+    rotated = refresh(client, phone["refresh_token"])
+    assert rotated.status_code == 200, rotated.json
+    assert client.get("/todos", headers=bearer(rotated.json["access_token"])).status_code == 200
+
+
+def test_logout_with_a_refresh_token_is_401_and_ends_nothing(client: FlaskClient) -> None:
+    tokens = sign_up(client)
+
+    assert_unauthorized(client.post("/auth/logout", headers=bearer(tokens["refresh_token"])))
+
+    assert client.get("/me", headers=bearer(tokens["access_token"])).status_code == 200
+    assert refresh(client, tokens["refresh_token"]).status_code == 200
