@@ -62,6 +62,17 @@ def is_sqlite(database: Any = db) -> bool:
     return isinstance(target, SqliteDatabase)
 
 
+def write_transaction() -> Any:
+    """A transaction that takes the write lock at BEGIN on SQLite, so two writers that read
+    first never deadlock on the upgrade; PostgreSQL locks rows as it goes (see `for_update`)."""
+    return db.atomic("IMMEDIATE") if is_sqlite() else db.atomic()
+
+
+def for_update(query: Any) -> Any:
+    """Lock the selected rows until commit where the database can (SQLite: the whole file already is)."""
+    return query.for_update() if is_postgres() else query
+
+
 def migrate(database: Database) -> list[str]:
     """Apply pending migrations from `migrations/`; returns the names applied (idempotent)."""
     with database.connection_context():

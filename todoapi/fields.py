@@ -1,7 +1,7 @@
 """Marshmallow fields with the SPEC's strictness: no coercion a careful client would not expect."""
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
@@ -85,6 +85,22 @@ class Tags(fields.List):
         if len(tags) > self.MAX_TAGS:
             raise ValidationError(f"At most {self.MAX_TAGS} tags.")
         return tags
+
+
+class QueryDateTime(fields.AwareDateTime):
+    """An ISO 8601 datetime in a query string; no offset means UTC.
+
+    An unencoded `+` in a query string arrives as a space, so `...T10:00:00 01:00` is read as `+01:00`.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(format="iso", default_timezone=UTC, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if isinstance(value, str) and "T" in value:
+            day, _, clock = value.partition("T")
+            value = f"{day}T{clock.replace(' ', '+')}"
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 @lru_cache(maxsize=1)

@@ -116,4 +116,21 @@ class TodoTag(BaseModel):
         indexes = ((("user", "tag", "todo"), False),)
 
 
-MODELS = [User, Session, Todo, TodoTag]
+class IdempotencyKey(BaseModel):
+    """The first response to a keyed `POST /todos`, replayed for retries within 24 h."""
+
+    id = AutoField()
+    user = ForeignKeyField(User, on_delete="CASCADE", index=False)
+    key = CharField(max_length=255)
+    fingerprint = CharField(max_length=64)
+    status = IntegerField(null=True)
+    body = TextField(null=True)
+    location = TextField(null=True)
+    created_at = UTCDateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "idempotency_keys"
+        indexes = ((("user", "key"), True),)
+
+
+MODELS = [User, Session, Todo, TodoTag, IdempotencyKey]

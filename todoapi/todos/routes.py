@@ -1,6 +1,7 @@
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import url_for
+from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 
 from todoapi.api import Blueprint, ErrorSchema
@@ -8,6 +9,8 @@ from todoapi.auth.tokens import caller, login_required
 from todoapi.models import Todo
 from todoapi.todos import services
 from todoapi.todos.schemas import (
+    IdempotencyHeaderSchema,
+    StatsSchema,
     TodoCreateSchema,
     TodoPageSchema,
     TodoQueryArgsSchema,
@@ -16,33 +19,73 @@ from todoapi.todos.schemas import (
 )
 
 blp = Blueprint("todos", __name__, url_prefix="/todos", description="The caller's todos.")
+stats_blp = Blueprint("stats", __name__, url_prefix="/stats", description="Counts over the caller's todos.")
+
+TODO = TodoSchema()
+LINK_HEADER = {
+    "Link": {"description": 'RFC 8288 `rel="next"` / `rel="prev"` pages.', "schema": {"type": "string"}}
+}
+LOCATION_HEADER = {"Location": {"schema": {"type": "string"}}}
+
+
+def page_links(skip: int, limit: int, total: int) -> str:
+    """`Link` header for the neighbouring pages, keeping every other query parameter."""
+    links = []
+    for rel, target in (("prev", max(skip - limit, 0) if skip > 0 else None), ("next", skip + limit)):
+        if target is None or (rel == "next" and target >= total):
+            continue
+        args = [
+            (name, value) for name, value in request.args.items(multi=True) if name not in {"skip", "limit"}
+        ]
+        query = urlencode([*args, ("skip", target), ("limit", limit)])
+        links.append(f'<{request.path}?{query}>; rel="{rel}"')
+    return ", ".join(links)
+
+
+def render(todo: Todo) -> tuple[dict[str, Any], str]:
+    return TODO.dump(todo), url_for("todos.TodoById", todo_id=todo.id)
 
 
 @blp.route("")
 class Todos(MethodView):
     @login_required
     @blp.arguments(TodoQueryArgsSchema, location="query")
-    @blp.response(200, TodoPageSchema)
-    def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """List todos, newest first."""
-        return services.list_todos(caller().id, args)
+    @blp.response(200, TodoPageSchema, headers=LINK_HEADER)
+    def get(self, args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """List todos: filter, search, sort and page."""
+        page = services.list_todos(caller().id, args)
+        links = page_links(page["skip"], page["limit"], page["total"])
+        return page, ({"Link": links} if links else {})
 
     @login_required
+    @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.arguments(TodoCreateSchema)
-    @blp.response(201, TodoSchema, headers={"Location": {"schema": {"type": "string"}}})
-    def post(self, data: dict[str, Any]) -> tuple[Todo, dict[str, str]]:
-        """Create a todo."""
-        todo = services.create_todo(caller().id, data)
-        return todo, {"Location": url_for("todos.TodoById", todo_id=todo.id)}
+    @blp.response(201, TodoSchema, headers=LOCATION_HEADER)
+    @blp.alt_response(
+        422, schema=ErrorSchema, description="Invalid body, or Idempotency-Key reused with another body."
+    )
+    def post(self, headers: dict[str, str], data: dict[str, Any]) -> Response | tuple[Todo, dict[str, str]]:
+        """Create a todo (send `Idempotency-Key` to make retries safe)."""
+        if "key" not in headers:
+            todo = services.create_todo(caller().id, data)
+            return todo, {"Location": render(todo)[1]}
+        result = services.create_todo_once(caller().id, data, headers["key"], request.get_json(), render)
+        if isinstance(result, services.Replay):
+            replay = jsonify(result.body)
+            replay.status_code = result.status
+            replay.headers.update({"Location": result.location, "Idempotent-Replayed": "true"})
+            return replay
+        return result, {"Location": render(result)[1]}
 
 
 @blp.route("/<int:todo_id>")
+@blp.etag
 class TodoById(MethodView):
     @login_required
     @blp.response(200, TodoSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such todo for this user.")
     def get(self, todo_id: int) -> Todo:
-        """Get one todo."""
+        """Get one todo (`If-None-Match` answers 304 when unchanged)."""
         return services.get_todo(caller().id, todo_id)
 
     @login_required
@@ -50,12 +93,22 @@ class TodoById(MethodView):
     @blp.response(200, TodoSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such todo for this user.")
     def patch(self, changes: dict[str, Any], todo_id: int) -> Todo:
-        """Change some fields of a todo; `due_date: null` clears the date."""
-        return services.update_todo(caller().id, todo_id, changes)
+        """Change some fields of a todo; `due_date: null` clears the date. `If-Match` is optional."""
+        return services.update_todo(caller().id, todo_id, changes, blp.if_match(TODO))
 
     @login_required
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema, description="No such todo for this user.")
     def delete(self, todo_id: int) -> None:
-        """Delete a todo."""
-        services.delete_todo(caller().id, todo_id)
+        """Delete a todo. `If-Match` is optional."""
+        services.delete_todo(caller().id, todo_id, blp.if_match(TODO))
+
+
+@stats_blp.route("")
+class Stats(MethodView):
+    @login_required
+    @stats_blp.response(200, StatsSchema)
+    def get(self) -> dict[str, Any]:
+        """Counts by state, due date (in the owner's time zone), priority and tag."""
+        user = caller()
+        return services.todo_stats(user.id, user.timezone)

@@ -1,11 +1,14 @@
-from marshmallow import Schema, fields
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_load
 from marshmallow.validate import Length, Range
 
-from todoapi.fields import IsoDate, QueryBool, StrictBool, StrictInt, Tags, Text, TrimmedStr
+from todoapi.fields import IsoDate, QueryBool, QueryDateTime, StrictBool, StrictInt, Tags, Text, TrimmedStr
 
 TITLE = Length(1, 200)
 DESCRIPTION = Length(max=10_000)
 PRIORITY = Range(1, 5)
+SORT_KEYS = ("created_at", "updated_at", "priority", "due_date", "title")
 
 
 class TodoSchema(Schema):
@@ -39,11 +42,64 @@ class TodoUpdateSchema(Schema):
     tags = Tags()
 
 
+class IdempotencyHeaderSchema(Schema):
+    key = Text(
+        data_key="Idempotency-Key",
+        validate=Length(1, 255),
+        metadata={
+            "description": "Retry-safe create: same key and body within 24 h replays the first response."
+        },
+    )
+
+
+class SortField(Text):
+    """`sort=-priority,due_date`: keys among SORT_KEYS, `-` for descending, each at most once."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        order: list[tuple[str, bool]] = []
+        for part in super()._deserialize(value, attr, data, **kwargs).split(","):
+            key = part.strip()
+            descending = key.startswith("-")
+            key = key.removeprefix("-")
+            if key not in SORT_KEYS:
+                raise ValidationError(
+                    f"Unknown sort key {key!r}; use {', '.join(SORT_KEYS)} with optional '-'."
+                )
+            if key in {seen for seen, _ in order}:
+                raise ValidationError(f"Sort key {key!r} is given twice.")
+            order.append((key, descending))
+        return order
+
+
 class TodoQueryArgsSchema(Schema):
     skip = fields.Integer(load_default=0, validate=Range(min=0))
     limit = fields.Integer(load_default=50, validate=Range(1, 100))
     done = QueryBool()
-    tag = fields.List(Text(validate=Length(max=50)), metadata={"description": "Repeat to AND tags."})
+    tag = fields.List(Text(validate=Length(max=50)), metadata={"description": "Repeat to require every tag."})
+    q = Text(
+        validate=Length(max=200),
+        metadata={"description": "Case-insensitive substring of title or description."},
+    )
+    priority = fields.Integer(validate=PRIORITY)
+    due_before = IsoDate(metadata={"description": "Due on or before this date."})
+    due_after = IsoDate(metadata={"description": "Due on or after this date."})
+    updated_since = QueryDateTime(
+        metadata={"description": "Changed at or after this instant (no offset: UTC)."}
+    )
+    sort = SortField(
+        load_default=lambda: [("created_at", True)],
+        metadata={
+            "description": "Comma-separated keys among " + ", ".join(SORT_KEYS) + "; '-' for descending."
+        },
+    )
+
+    @post_load
+    def _normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if "tag" in data:
+            data["tag"] = sorted({tag.strip().lower() for tag in data["tag"] if tag.strip()})
+        if "q" in data and not data["q"].strip():
+            del data["q"]
+        return data
 
 
 class TodoPageSchema(Schema):
@@ -51,3 +107,16 @@ class TodoPageSchema(Schema):
     total = fields.Integer(required=True, metadata={"description": "Every match, not just this page."})
     skip = fields.Integer(required=True)
     limit = fields.Integer(required=True)
+
+
+class StatsSchema(Schema):
+    total = fields.Integer(required=True)
+    done = fields.Integer(required=True)
+    undone = fields.Integer(required=True)
+    overdue = fields.Integer(
+        required=True, metadata={"description": "Open, due before today (owner's time zone)."}
+    )
+    due_today = fields.Integer(required=True)
+    due_soon = fields.Integer(required=True, metadata={"description": "Open, due today or tomorrow."})
+    by_priority = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    by_tag = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)

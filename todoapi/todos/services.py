@@ -1,15 +1,41 @@
 """Todo rules and queries. Every query is scoped to its owner."""
 
-from datetime import datetime, timedelta
-from typing import Any
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
-from peewee import ModelSelect
+from peewee import Case, IntegrityError, ModelSelect, Node, fn
 
-from todoapi.db import db
-from todoapi.errors import NotFound
-from todoapi.models import Todo, TodoTag, utcnow
+from todoapi.db import db, for_update, write_transaction
+from todoapi.errors import NotFound, PreconditionFailed, Unprocessable
+from todoapi.models import IdempotencyKey, Todo, TodoTag, utcnow
 
-DEFAULT_ORDER = (Todo.created_at.desc(), Todo.id.desc())
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+SORT_COLUMNS: dict[str, Any] = {
+    "created_at": Todo.created_at,
+    "updated_at": Todo.updated_at,
+    "priority": Todo.priority,
+    "due_date": Todo.due_date,
+    "title": fn.LOWER(Todo.title),
+}
+
+# Checks a todo's current state against the client's If-Match; None when none was sent.
+Precondition = Callable[[Todo], bool] | None
+# The first response to a keyed create: (body, Location).
+Render = Callable[[Todo], tuple[dict[str, Any], str]]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A stored response to send again instead of creating a second todo."""
+
+    status: int
+    body: dict[str, Any]
+    location: str
 
 
 def _next_timestamp(previous: datetime | None = None) -> datetime:
@@ -27,12 +53,57 @@ def _write_tags(user_id: int, todo: Todo, replace: bool = False) -> None:
         TodoTag.insert_many([{"todo": todo.id, "user": user_id, "tag": tag} for tag in todo.tags]).execute()
 
 
-def create_todo(user_id: int, data: dict[str, Any]) -> Todo:
+def _insert_todo(user_id: int, data: dict[str, Any]) -> Todo:
     now = _next_timestamp()
-    with db.atomic():
-        todo = Todo.create(user=user_id, created_at=now, updated_at=now, **data)
-        _write_tags(user_id, todo)
+    todo = Todo.create(user=user_id, created_at=now, updated_at=now, **data)
+    _write_tags(user_id, todo)
     return todo
+
+
+def create_todo(user_id: int, data: dict[str, Any]) -> Todo:
+    with db.atomic():
+        return _insert_todo(user_id, data)
+
+
+def create_todo_once(
+    user_id: int, data: dict[str, Any], key: str, request_body: Any, render: Render
+) -> Todo | Replay:
+    """Create a todo unless this user already used `key` in the last 24 h; then replay that response.
+
+    The key row is inserted in the same transaction as the todo: a concurrent request with the
+    same key blocks on the unique index until this one commits, then finds the stored response.
+    """
+    fingerprint = _fingerprint(request_body)
+    with write_transaction():
+        expired = utcnow() - IDEMPOTENCY_WINDOW
+        IdempotencyKey.delete().where(
+            (IdempotencyKey.user == user_id)
+            & (IdempotencyKey.key == key)
+            & (IdempotencyKey.created_at < expired)
+        ).execute()
+        try:
+            with db.atomic():
+                record = IdempotencyKey.create(user=user_id, key=key, fingerprint=fingerprint)
+        except IntegrityError:
+            first = IdempotencyKey.get((IdempotencyKey.user == user_id) & (IdempotencyKey.key == key))
+            if first.fingerprint != fingerprint:
+                raise Unprocessable(
+                    "This Idempotency-Key was already used with a different request body.",
+                    {"headers": {"Idempotency-Key": ["Already used with a different body."]}},
+                ) from None
+            # Committed rows are complete: the key and its response are written in one transaction.
+            status, stored, location = cast(tuple[int, str, str], (first.status, first.body, first.location))
+            return Replay(status, json.loads(stored), location)
+        todo = _insert_todo(user_id, data)
+        body, location = render(todo)
+        record.status, record.body, record.location = 201, json.dumps(body), location
+        record.save()
+    return todo
+
+
+def _fingerprint(request_body: Any) -> str:
+    canonical = json.dumps(request_body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def get_todo(user_id: int, todo_id: int) -> Todo:
@@ -42,9 +113,20 @@ def get_todo(user_id: int, todo_id: int) -> Todo:
     return todo
 
 
-def update_todo(user_id: int, todo_id: int, changes: dict[str, Any]) -> Todo:
-    with db.atomic():
-        todo = get_todo(user_id, todo_id)
+def _get_locked(user_id: int, todo_id: int, precondition: Precondition) -> Todo:
+    todo = for_update(Todo.owned_by(user_id).where(Todo.id == todo_id)).first()
+    if todo is None:
+        raise NotFound("Todo not found.")
+    if precondition is not None and not precondition(todo):
+        raise PreconditionFailed("The todo has changed since you read it (If-Match does not match).")
+    return todo
+
+
+def update_todo(
+    user_id: int, todo_id: int, changes: dict[str, Any], precondition: Precondition = None
+) -> Todo:
+    with write_transaction():
+        todo = _get_locked(user_id, todo_id, precondition)
         changed = {name: value for name, value in changes.items() if getattr(todo, name) != value}
         if not changed:
             return todo
@@ -57,10 +139,10 @@ def update_todo(user_id: int, todo_id: int, changes: dict[str, Any]) -> Todo:
     return todo
 
 
-def delete_todo(user_id: int, todo_id: int) -> None:
-    deleted = Todo.delete().where((Todo.user == user_id) & (Todo.id == todo_id)).execute()
-    if not deleted:
-        raise NotFound("Todo not found.")
+def delete_todo(user_id: int, todo_id: int, precondition: Precondition = None) -> None:
+    with write_transaction():
+        todo = _get_locked(user_id, todo_id, precondition)
+        Todo.delete().where(Todo.id == todo.id).execute()
 
 
 def filtered_todos(user_id: int, args: dict[str, Any]) -> "ModelSelect[Todo]":
@@ -68,15 +150,77 @@ def filtered_todos(user_id: int, args: dict[str, Any]) -> "ModelSelect[Todo]":
     query = Todo.owned_by(user_id)
     if "done" in args:
         query = query.where(Todo.done == args["done"])
-    for tag in {tag.strip().lower() for tag in args.get("tag", [])}:
+    if "priority" in args:
+        query = query.where(Todo.priority == args["priority"])
+    if "due_before" in args:
+        query = query.where(Todo.due_date <= args["due_before"])
+    if "due_after" in args:
+        query = query.where(Todo.due_date >= args["due_after"])
+    if "updated_since" in args:
+        query = query.where(Todo.updated_at >= args["updated_since"])
+    if "q" in args:
+        # ILIKE on PostgreSQL, LIKE on SQLite; peewee escapes % and _ so they match literally.
+        query = query.where(Todo.title.contains(args["q"]) | Todo.description.contains(args["q"]))
+    for tag in args.get("tag", []):
         # One index probe on todo_tags(user_id, tag, todo_id) per tag; together they AND.
         carrying = TodoTag.select(TodoTag.todo).where((TodoTag.user == user_id) & (TodoTag.tag == tag))
         query = query.where(Todo.id.in_(carrying))
     return query
 
 
+def _ordering(sort: list[tuple[str, bool]]) -> Iterator[Node]:
+    for key, descending in sort:
+        column = SORT_COLUMNS[key]
+        nulls = {"nulls": "LAST"} if key == "due_date" else {}  # undated todos last either way
+        yield column.desc(**nulls) if descending else column.asc(**nulls)
+    yield Todo.id.desc()  # a total order: pages never overlap or skip
+
+
 def list_todos(user_id: int, args: dict[str, Any]) -> dict[str, Any]:
     query = filtered_todos(user_id, args)
     skip, limit = args["skip"], args["limit"]
-    items = list(query.order_by(*DEFAULT_ORDER).offset(skip).limit(limit))
+    items = list(query.order_by(*_ordering(args["sort"])).offset(skip).limit(limit))
     return {"items": items, "total": query.count(), "skip": skip, "limit": limit}
+
+
+def _count_when(condition: Node) -> Any:
+    return fn.COALESCE(fn.SUM(Case(None, [(condition, 1)], 0)), 0)
+
+
+def todo_stats(user_id: int, timezone: str, now: datetime | None = None) -> dict[str, Any]:
+    """Counts for the caller, "today" being the owner's local date. Two grouped queries."""
+    today: date = (now or utcnow()).astimezone(ZoneInfo(timezone)).date()
+    tomorrow = today + timedelta(days=1)
+    is_open = Todo.done == False  # noqa: E712 - a SQL expression, not a Python comparison
+    rows: Any = (
+        Todo.select(
+            Todo.priority,
+            fn.COUNT(Todo.id).alias("total"),
+            _count_when(Todo.done == True).alias("done"),  # noqa: E712
+            _count_when(is_open & (Todo.due_date < today)).alias("overdue"),
+            _count_when(is_open & (Todo.due_date == today)).alias("due_today"),
+            _count_when(is_open & (Todo.due_date >= today) & (Todo.due_date <= tomorrow)).alias("due_soon"),
+        )
+        .where(Todo.user == user_id)
+        .group_by(Todo.priority)
+        .dicts()
+    )
+    totals = dict.fromkeys(("total", "done", "overdue", "due_today", "due_soon"), 0)
+    by_priority = {str(priority): 0 for priority in range(1, 6)}
+    for row in rows:
+        by_priority[str(row["priority"])] = row["total"]
+        for name in totals:
+            totals[name] += int(row[name])
+    by_tag: Any = (
+        TodoTag.select(TodoTag.tag, fn.COUNT(TodoTag.todo).alias("n"))
+        .where(TodoTag.user == user_id)
+        .group_by(TodoTag.tag)
+        .order_by(TodoTag.tag)
+        .tuples()
+    )
+    return {
+        **totals,
+        "undone": totals["total"] - totals["done"],
+        "by_priority": by_priority,
+        "by_tag": dict(by_tag),
+    }
