@@ -65,7 +65,7 @@ def postgres_url() -> Iterator[str]:
     _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _empty_postgres(url: str) -> None:
+def empty_postgres(url: str) -> None:
     connection = psycopg2.connect(url)
     try:
         with connection, connection.cursor() as cursor:
@@ -81,7 +81,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("postgres_url")
-    _empty_postgres(url)
+    empty_postgres(url)
     return url
 
 

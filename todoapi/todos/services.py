@@ -187,12 +187,11 @@ def _count_when(condition: Node) -> Any:
     return fn.COALESCE(fn.SUM(Case(None, [(condition, 1)], 0)), 0)
 
 
-def todo_stats(user_id: int, timezone: str, now: datetime | None = None) -> dict[str, Any]:
-    """Counts for the caller, "today" being the owner's local date. Two grouped queries."""
-    today: date = (now or utcnow()).astimezone(ZoneInfo(timezone)).date()
+def stats_queries(user_id: int, today: date) -> tuple[Any, Any]:
+    """Per-priority counts (summed into the totals) and per-tag counts: two grouped queries."""
     tomorrow = today + timedelta(days=1)
     is_open = Todo.done == False  # noqa: E712 - a SQL expression, not a Python comparison
-    rows: Any = (
+    by_priority = (
         Todo.select(
             Todo.priority,
             fn.COUNT(Todo.id).alias("total"),
@@ -205,19 +204,26 @@ def todo_stats(user_id: int, timezone: str, now: datetime | None = None) -> dict
         .group_by(Todo.priority)
         .dicts()
     )
-    totals = dict.fromkeys(("total", "done", "overdue", "due_today", "due_soon"), 0)
-    by_priority = {str(priority): 0 for priority in range(1, 6)}
-    for row in rows:
-        by_priority[str(row["priority"])] = row["total"]
-        for name in totals:
-            totals[name] += int(row[name])
-    by_tag: Any = (
+    by_tag = (
         TodoTag.select(TodoTag.tag, fn.COUNT(TodoTag.todo).alias("n"))
         .where(TodoTag.user == user_id)
         .group_by(TodoTag.tag)
         .order_by(TodoTag.tag)
         .tuples()
     )
+    return by_priority, by_tag
+
+
+def todo_stats(user_id: int, timezone: str, now: datetime | None = None) -> dict[str, Any]:
+    """Counts for the caller, "today" being the owner's local date."""
+    today: date = (now or utcnow()).astimezone(ZoneInfo(timezone)).date()
+    rows, by_tag = stats_queries(user_id, today)
+    totals = dict.fromkeys(("total", "done", "overdue", "due_today", "due_soon"), 0)
+    by_priority = {str(priority): 0 for priority in range(1, 6)}
+    for row in rows:
+        by_priority[str(row["priority"])] = row["total"]
+        for name in totals:
+            totals[name] += int(row[name])
     return {
         **totals,
         "undone": totals["total"] - totals["done"],

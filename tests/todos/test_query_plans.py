@@ -1,0 +1,126 @@
+"""Speed by construction: list and stats queries are index-backed and cost a fixed number of queries."""
+
+import random
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from peewee import SQL, Select, fn
+
+from tests.conftest import REDIS_URL, empty_postgres
+from todoapi import create_app
+from todoapi.db import db
+from todoapi.models import Todo, TodoTag, User
+from todoapi.todos import services
+
+VOCABULARY = ["home", "work", "errands", "later", "urgent", "health"]
+SHAPES: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "done": {"done": True},
+    "tag": {"tag": ["work"]},
+    "two tags": {"tag": ["home", "urgent"]},
+    "due range": {"due_after": date(2026, 12, 1), "due_before": date(2026, 12, 20)},
+    "updated_since": {"updated_since": datetime(2026, 11, 1, tzinfo=UTC)},
+    "priority": {"priority": 5},
+    "search": {"q": "report"},
+    "sorted by due date": {"sort": [("due_date", False), ("priority", True)]},
+    "sorted by title": {"sort": [("title", False)]},
+}
+
+
+def seed(users: int, todos_each: int) -> list[int]:
+    """Bulk rows for planner tests: many owners, so one owner's rows are a small slice."""
+    rng = random.Random(7)
+    ids = []
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with db.atomic():
+        for n in range(users):
+            user = User.create(email=f"plan{n}@example.com", password_hash="x")
+            ids.append(user.id)
+            rows = []
+            for i in range(todos_each):
+                stamp = start + timedelta(minutes=n * todos_each + i)
+                rows.append(
+                    {
+                        "user": user.id,
+                        "title": f"task {i} report" if i % 10 == 0 else f"task {i}",
+                        "description": "",
+                        "done": rng.random() < 0.4,
+                        "priority": rng.randint(1, 5),
+                        "due_date": date(2026, 12, 1) + timedelta(days=rng.randint(0, 60))
+                        if rng.random() < 0.3
+                        else None,
+                        "tags": [],
+                        "created_at": stamp,
+                        "updated_at": stamp,
+                    }
+                )
+            Todo.insert_many(rows).execute()
+            todo_ids = [todo.id for todo in Todo.select(Todo.id).where(Todo.user == user.id)]
+            TodoTag.insert_many(
+                [
+                    {"todo": todo_id, "user": user.id, "tag": tag}
+                    for todo_id in todo_ids
+                    for tag in rng.sample(VOCABULARY, 2)
+                ]
+            ).execute()
+    return ids
+
+
+def explain(query: Any) -> str:
+    sql, params = query.sql()
+    return "\n".join(row[0] for row in db.execute_sql("EXPLAIN " + sql, params).fetchall())
+
+
+def count_query(query: Any) -> Any:
+    """The statement peewee's `query.count()` runs, unexecuted."""
+    return Select([query.order_by().alias("_wrapped")], [fn.COUNT(SQL("1"))]).bind(db.obj)
+
+
+@pytest.fixture
+def postgres_app(postgres_url: str):
+    empty_postgres(postgres_url)
+    app = create_app({"TESTING": True, "DATABASE_URL": postgres_url, "REDIS_URL": REDIS_URL})
+    with app.app_context():
+        yield app
+    db.obj.close_all()
+
+
+def test_list_and_stats_queries_never_scan_the_whole_todos_table(postgres_app):
+    owner = seed(users=80, todos_each=60)[17]
+    db.execute_sql("ANALYZE")
+    for shape, filters in SHAPES.items():
+        args = {"skip": 0, "limit": 50, "sort": [("created_at", True)], **filters}
+        query = services.filtered_todos(owner, args)
+        page = query.order_by(*services._ordering(args["sort"])).limit(50)
+        for plan in (explain(page), explain(count_query(query))):
+            assert "Seq Scan on todos" not in plan, f"{shape}:\n{plan}"
+            assert "Seq Scan on todo_tags" not in plan, f"{shape}:\n{plan}"
+    for query in services.stats_queries(owner, date(2026, 12, 1)):
+        plan = explain(query)
+        assert "Seq Scan" not in plan, plan
+
+
+@pytest.fixture
+def count_queries(monkeypatch):
+    """Counts statements sent to the database (wraps the real method: observes, fakes nothing)."""
+    statements: list[str] = []
+    database_class = type(db.obj)
+    real = database_class.execute_sql
+
+    def counting(self, sql, *args, **kwargs):
+        statements.append(sql)
+        return real(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(database_class, "execute_sql", counting)
+    return statements
+
+
+@pytest.mark.parametrize("todos", [3, 100])
+def test_a_page_of_todos_with_tags_costs_a_fixed_number_of_queries(client, auth, count_queries, todos):
+    for i in range(todos):
+        client.post("/todos", json={"title": f"t{i}", "tags": ["a", f"t{i % 7}"]}, headers=auth)
+    count_queries.clear()
+    page = client.get("/todos?limit=100&tag=a&sort=-priority,due_date", headers=auth).json
+    assert len(page["items"]) == todos and all(len(todo["tags"]) == 2 for todo in page["items"])
+    assert len(count_queries) == 3, count_queries  # the session check, the page, the total
