@@ -20,7 +20,7 @@ from todoapi.db import db, migrate, open_database
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TABLES = ("idempotency_keys", "todo_tags", "todos", "sessions", "users")
+TABLES = ("deliveries", "notifications", "idempotency_keys", "todo_tags", "todos", "sessions", "users")
 PASSWORD = "correct horse battery"
 # Still argon2id, with small costs: the suite hashes hundreds of passwords. Production
 # parameters cannot be changed from the environment.

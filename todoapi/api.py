@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import flask_smorest
-from flask import Flask, Request, request
+from flask import Flask, Request, Response, request
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
 from marshmallow import Schema, ValidationError
@@ -83,6 +83,13 @@ class Blueprint(flask_smorest.Blueprint):
     def _check_precondition(self) -> None:
         pass
 
+    def _check_not_modified(self, etag: str) -> None:
+        # RFC 9110: If-None-Match compares weakly, and a 304 repeats the ETag.
+        if request.method in self.METHODS_CHECKING_NOT_MODIFIED and request.if_none_match.contains_weak(etag):
+            not_modified = Response(status=304)
+            not_modified.set_etag(etag)
+            raise HTTPException(response=not_modified)  # no code: Flask sends the response as is
+
     def _verify_check_etag(self) -> None:
         pass
 
@@ -144,6 +151,7 @@ API_CONFIG = {
 def init_api(app: Flask) -> Api:
     from todoapi.auth.routes import blp as auth_blp
     from todoapi.auth.routes import me_blp
+    from todoapi.notifications.routes import blp as notifications_blp
     from todoapi.ops.routes import blp as ops_blp
     from todoapi.todos.routes import blp as todos_blp
     from todoapi.todos.routes import stats_blp
@@ -151,6 +159,13 @@ def init_api(app: Flask) -> Api:
     for key, value in API_CONFIG.items():
         app.config.setdefault(key, value)
     api = Api(app)  # one Api per app: it holds one app and one spec
-    for blueprint in (auth_blp, me_blp, todos_blp, stats_blp, ops_blp):
+
+    @app.after_request
+    def _bodiless(response: Response) -> Response:
+        if response.status_code in (204, 304):
+            response.headers.pop("Content-Type", None)
+        return response
+
+    for blueprint in (auth_blp, me_blp, todos_blp, stats_blp, notifications_blp, ops_blp):
         api.register_blueprint(blueprint)
     return api

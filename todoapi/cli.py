@@ -1,5 +1,7 @@
 """Operator commands: `flask --app wsgi <command>`."""
 
+import json
+
 import click
 from flask import Flask
 
@@ -7,9 +9,25 @@ from todoapi import db as database
 from todoapi.auth import services as accounts
 from todoapi.auth.schemas import UserRegisterSchema
 from todoapi.errors import AppError
+from todoapi.notifications import jobs
+from todoapi.notifications import services as notifications
 
 
 def init_cli(app: Flask) -> None:
+    @app.cli.command("notify-due")
+    @click.option("--dry-run", is_flag=True, help="Print what would be sent; change nothing.")
+    def notify_due_command(dry_run: bool) -> None:
+        """Run the due-soon scan once (the worker runs it every NOTIFY_INTERVAL_SECONDS)."""
+        if dry_run:
+            with database.db.connection_context():
+                report = notifications.scan_due_soon(email=bool(app.config["SMTP_URL"]), dry_run=True)
+            for entry in report.notified:
+                click.echo(json.dumps(entry))
+            click.echo(f"would notify {len(report.notified)} todo(s)")
+            return
+        result = jobs.scan_due_soon()
+        click.echo(f"notified {result['notified']} todo(s); re-queued {result['requeued']} delivery(ies)")
+
     @app.cli.command("migrate")
     def migrate_command() -> None:
         """Apply pending schema migrations (safe to run again)."""

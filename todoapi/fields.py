@@ -100,7 +100,11 @@ class QueryDateTime(fields.AwareDateTime):
         if isinstance(value, str) and "T" in value:
             day, _, clock = value.partition("T")
             value = f"{day}T{clock.replace(' ', '+')}"
-        return super()._deserialize(value, attr, data, **kwargs)
+        moment: datetime = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Out of range.") from None
 
 
 @lru_cache(maxsize=1)

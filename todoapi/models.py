@@ -133,4 +133,51 @@ class IdempotencyKey(BaseModel):
         indexes = ((("user", "key"), True),)
 
 
-MODELS = [User, Session, Todo, TodoTag, IdempotencyKey]
+# The due-soon scan walks open todos by due date across all users; the partial index keeps
+# its cost proportional to the open todos due in the scan window, not to the table.
+Todo.add_index(Todo.index(Todo.due_date, Todo.id, where=(Todo.done == False), name="todos_open_due_date"))  # noqa: E712
+
+
+class Notification(BaseModel):
+    """One per (todo, due date): the unique index is what makes "exactly once" hold."""
+
+    id = AutoField()
+    user = ForeignKeyField(User, on_delete="CASCADE", index=False)
+    todo = ForeignKeyField(Todo, on_delete="CASCADE", index=False)
+    kind = CharField(max_length=32, default="due_soon")
+    title = CharField(max_length=200)
+    due_date = DateField()
+    created_at = UTCDateTimeField(default=utcnow)
+    read_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "notifications"
+        indexes = (
+            (("todo", "due_date"), True),
+            (("user", "created_at", "id"), False),
+        )
+
+
+class Delivery(BaseModel):
+    """A notification's trip through one channel (webhook, email), with its attempts."""
+
+    id = AutoField()
+    notification = ForeignKeyField(Notification, backref="deliveries", on_delete="CASCADE", index=False)
+    channel = CharField(max_length=16)
+    status = CharField(max_length=16, default="pending")
+    attempts = IntegerField(default=0)
+    last_error = TextField(null=True)
+    # Set while a job holds the delivery; lets a lost job be re-enqueued, and never two at once.
+    lease_until = UTCDateTimeField(null=True)
+    next_attempt_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "deliveries"
+        indexes = (
+            (("notification", "channel"), True),
+            (("status", "next_attempt_at"), False),
+        )
+
+
+MODELS = [User, Session, Todo, TodoTag, IdempotencyKey, Notification, Delivery]

@@ -1,12 +1,25 @@
-"""Redis and the job queue: one client per app, created by the factory."""
+"""Redis and the job queue: one client per app, created by the factory; the worker loop."""
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
+from rq.job import Job
+
+log = logging.getLogger(__name__)
 
 # Short timeouts: a Redis outage must not stall web requests (todo CRUD never needs Redis).
-REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2, "health_check_interval": 30}
-QUEUE_NAMES = ("default",)
+REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 5, "health_check_interval": 30}
+QUEUE_NAME = "default"
+MAX_BACKOFF_SECONDS = 30
 
 
 def init_redis(app: Flask) -> None:
@@ -18,9 +31,69 @@ def get_redis() -> Redis:
     return redis
 
 
-def run_worker(app: Flask) -> None:
-    """Work the app's queues until stopped; the worker's scheduler runs delayed and retried jobs."""
-    redis = app.extensions["redis"]
-    queues = [Queue(name, connection=redis) for name in QUEUE_NAMES]
+def get_queue() -> Queue:
+    return Queue(QUEUE_NAME, connection=get_redis())
+
+
+def enqueue(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Job | None:
+    """Enqueue a job; if Redis is down, log and return None (the next scan picks the work up)."""
+    try:
+        return get_queue().enqueue(func, *args, **kwargs)
+    except RedisError as exc:
+        log.warning("queue unavailable (%s), %s deferred to the next scan", type(exc).__name__, func.__name__)
+        return None
+
+
+class Ticker(threading.Thread):
+    """Enqueues `func` every `interval` seconds, at most once per interval across all workers.
+
+    The Redis key taken with SET NX EX is the cross-process lock; the work itself must still
+    be idempotent (it is: the database decides what was already done).
+    """
+
+    def __init__(self, app: Flask, func: Callable[..., Any], interval: int):
+        super().__init__(name=f"ticker:{func.__name__}", daemon=True)
+        self.app, self.func, self.interval = app, func, interval
+        self.lock_key = f"todoapi:tick:{func.__module__}.{func.__name__}"
+
+    def run(self) -> None:
+        with self.app.app_context():
+            while True:
+                try:
+                    if get_redis().set(self.lock_key, "1", nx=True, ex=self.interval):
+                        get_queue().enqueue(self.func)
+                except RedisError as exc:
+                    log.warning(
+                        "ticker for %s: redis unavailable (%s)", self.func.__name__, type(exc).__name__
+                    )
+                time.sleep(min(1.0, self.interval / 4))
+
+
+def run_worker(app: Flask, every: Mapping[Callable[..., Any], int] | None = None) -> None:
+    """Work the queue until SIGTERM/SIGINT, surviving Redis outages; tick the repeating jobs."""
     with app.app_context():
-        Worker(queues, connection=redis).work(with_scheduler=True)
+        for func, interval in (every or {}).items():
+            Ticker(app, func, interval).start()
+        backoff = 1.0
+        while True:
+            worker = Worker([get_queue()], connection=get_redis())
+            try:
+                worker.work(with_scheduler=True)
+            except RedisError as exc:
+                log.error("worker lost redis (%s); restarting in %.0f s", type(exc).__name__, backoff)
+            except (StopRequested, KeyboardInterrupt):
+                return
+            if worker._stop_requested:
+                return
+            # RQ's handlers belong to the worker that just quit; between workers, a signal stops us.
+            signal.signal(signal.SIGTERM, _interrupt)
+            signal.signal(signal.SIGINT, _interrupt)
+            try:
+                time.sleep(backoff)
+            except KeyboardInterrupt:
+                return
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -1,6 +1,6 @@
 from typing import Any
 
-from flask import Response
+from flask import Response, current_app
 from flask.views import MethodView
 
 from todoapi.api import Blueprint, ErrorSchema
@@ -11,6 +11,7 @@ from todoapi.auth.schemas import (
     UserLoginSchema,
     UserRegisterSchema,
     UserSchema,
+    UserUpdatedSchema,
     UserUpdateSchema,
 )
 from todoapi.auth.tokens import caller, issue_tokens, login_required, refresh_required, token_claims
@@ -71,11 +72,11 @@ class Me(MethodView):
 
     @login_required
     @me_blp.arguments(UserUpdateSchema)
-    @me_blp.response(200, UserSchema)
+    @me_blp.response(200, UserUpdatedSchema)
     @me_blp.alt_response(403, schema=ErrorSchema, description="The current password is wrong.")
     def patch(self, data: dict[str, Any]) -> User:
-        """Change the time zone or the password (a new password ends every session)."""
-        return services.update_user(caller(), data)
+        """Change the time zone, the webhook URL, or the password (which ends every session)."""
+        return services.update_user(caller(), data, current_app.config["WEBHOOK_ALLOW_PRIVATE"])
 
     @login_required
     @me_blp.response(204)

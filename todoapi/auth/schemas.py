@@ -54,8 +54,23 @@ class UserSchema(UserCreatedSchema):
     webhook_url = fields.String(dump_only=True, allow_none=True)
 
 
+class UserUpdatedSchema(UserSchema):
+    webhook_secret = fields.String(
+        dump_only=True,
+        attribute="new_webhook_secret",
+        metadata={
+            "description": "Only when this request set a new webhook_url: the signing secret, shown once."
+        },
+    )
+
+
 class UserUpdateSchema(Schema):
     timezone = Timezone(metadata={"example": "Europe/Berlin"})
+    webhook_url = Text(
+        allow_none=True,
+        validate=Length(max=2000),
+        metadata={"description": "https URL for signed due-soon events; null removes it."},
+    )
     current_password = Text(load_only=True, validate=Length(max=1024))
     new_password = Text(load_only=True, validate=PASSWORD)
 

@@ -10,8 +10,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from peewee import IntegrityError, fn
 
 from todoapi.db import db
-from todoapi.errors import Conflict, Forbidden, Unauthorized
+from todoapi.errors import Conflict, Forbidden, Unauthorized, Unprocessable
 from todoapi.models import Session, User
+from todoapi.notifications.channels import UnsafeTarget, check_webhook_url, new_webhook_secret
 
 # argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile); a change of
 # parameters rehashes each password at its owner's next login.
@@ -104,9 +105,26 @@ def session_user(session_id: Any, user_id: Any, refresh_jti: str | None = None) 
     return query.first()
 
 
-def update_user(user: User, changes: dict[str, Any]) -> User:
+def _set_webhook(user: User, url: str | None, allow_private: bool) -> None:
+    if url is None:
+        user.webhook_url = user.webhook_secret = None
+        return
+    try:
+        check_webhook_url(url, allow_private)
+    except UnsafeTarget as exc:
+        raise Unprocessable(
+            "The webhook URL is not allowed.", {"json": {"webhook_url": [str(exc)]}}
+        ) from None
+    user.webhook_url, user.webhook_secret = url, new_webhook_secret()
+    # Shown once, in this response only (UserUpdatedSchema.webhook_secret reads it).
+    user.new_webhook_secret = user.webhook_secret  # type: ignore[attr-defined]
+
+
+def update_user(user: User, changes: dict[str, Any], allow_private_webhooks: bool = False) -> User:
     new_password = changes.pop("new_password", None)
     current_password = changes.pop("current_password", None)
+    if "webhook_url" in changes:
+        _set_webhook(user, changes.pop("webhook_url"), allow_private_webhooks)
     with db.atomic():
         if new_password is not None:
             if not _password_matches(user.password_hash, current_password or ""):

@@ -1,13 +1,14 @@
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load
-from marshmallow.validate import Length, Range
+from marshmallow.validate import Length, Range, Regexp
 
 from todoapi.fields import IsoDate, QueryBool, QueryDateTime, StrictBool, StrictInt, Tags, Text, TrimmedStr
 
 TITLE = Length(1, 200)
 DESCRIPTION = Length(max=10_000)
 PRIORITY = Range(1, 5)
+MAX_SKIP = 2**31 - 1  # larger offsets overflow the databases' integers
 SORT_KEYS = ("created_at", "updated_at", "priority", "due_date", "title")
 
 
@@ -45,7 +46,7 @@ class TodoUpdateSchema(Schema):
 class IdempotencyHeaderSchema(Schema):
     key = Text(
         data_key="Idempotency-Key",
-        validate=Length(1, 255),
+        validate=Regexp(r"[\x21-\x7e]{1,255}\Z", error="1-255 visible ASCII characters."),
         metadata={
             "description": "Retry-safe create: same key and body within 24 h replays the first response."
         },
@@ -72,7 +73,7 @@ class SortField(Text):
 
 
 class TodoQueryArgsSchema(Schema):
-    skip = fields.Integer(load_default=0, validate=Range(min=0))
+    skip = fields.Integer(load_default=0, validate=Range(0, MAX_SKIP))
     limit = fields.Integer(load_default=50, validate=Range(1, 100))
     done = QueryBool()
     tag = fields.List(Text(validate=Length(max=50)), metadata={"description": "Repeat to require every tag."})

@@ -1,0 +1,117 @@
+"""Outbound channels: signed webhooks (Standard Webhooks) and plain-text email."""
+
+import base64
+import ipaddress
+import json
+import secrets
+import smtplib
+import socket
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+from standardwebhooks import Webhook
+
+# Short on purpose: a slow receiver must not hold a worker; RQ retries with backoff.
+WEBHOOK_TIMEOUT = httpx.Timeout(connect=3.0, read=5.0, write=5.0, pool=3.0)
+SMTP_TIMEOUT_SECONDS = 10
+
+
+class DeliveryError(Exception):
+    """A channel could not deliver; the message is safe to store and log (no secrets)."""
+
+
+class UnsafeTarget(ValueError):
+    """A webhook URL this service refuses to call."""
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+def check_webhook_url(url: str, allow_private: bool) -> None:
+    """Refuse plain http and private, loopback or link-local targets unless allowed (SSRF guard)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        raise UnsafeTarget("Must be an absolute http(s) URL.")
+    if parts.username or parts.password:
+        raise UnsafeTarget("Must not contain credentials.")
+    if allow_private:
+        return
+    if parts.scheme != "https":
+        raise UnsafeTarget("Must use https.")
+    try:
+        port = parts.port or 443
+        addresses = {
+            str(info[4][0]) for info in socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+        }
+    except (OSError, ValueError):
+        raise UnsafeTarget("The host name does not resolve.") from None
+    if not all(_is_public(address) for address in addresses):
+        raise UnsafeTarget("Must not point at a private, loopback or link-local address.")
+
+
+def send_webhook(
+    url: str, secret: str, message_id: str, payload: dict[str, Any], allow_private: bool
+) -> None:
+    """POST one signed event. The message id stays the same on every retry, so receivers can dedupe."""
+    try:
+        check_webhook_url(url, allow_private)  # again at delivery: DNS may have changed
+    except UnsafeTarget as exc:
+        raise DeliveryError(f"refused target: {exc}") from None
+    body = json.dumps(payload, separators=(",", ":"))
+    now = datetime.now().astimezone()
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, now, body),
+        "user-agent": "todoapi-webhooks/1",
+    }
+    try:
+        response = httpx.post(
+            url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT, follow_redirects=False
+        )
+    except httpx.TimeoutException:
+        raise DeliveryError("timed out") from None
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"connection failed: {type(exc).__name__}") from None
+    if not 200 <= response.status_code < 300:
+        raise DeliveryError(f"receiver answered HTTP {response.status_code}")
+
+
+def send_email(smtp_url: str, to: str, subject: str, text: str) -> None:
+    """One plain-text message through the server in `SMTP_URL` (smtp://, or smtps:// for TLS)."""
+    parts = urlsplit(smtp_url)
+    message = EmailMessage()
+    sender = unquote(parts.username or "")
+    message["From"] = sender if "@" in sender else "todoapi <todoapi@localhost>"
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content(text)
+    client_class = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
+    try:
+        with client_class(
+            parts.hostname or "localhost", parts.port or 0, timeout=SMTP_TIMEOUT_SECONDS
+        ) as client:
+            if parts.username and parts.password:
+                client.login(unquote(parts.username), unquote(parts.password))
+            client.send_message(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise DeliveryError(f"smtp failed: {type(exc).__name__}") from None

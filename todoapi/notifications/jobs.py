@@ -1,0 +1,91 @@
+"""RQ entry points. RQ stores these import paths: renaming one strands the jobs already queued."""
+
+import logging
+
+from flask import current_app
+from rq import Retry
+
+from todoapi.db import db
+from todoapi.models import utcnow
+from todoapi.notifications import channels, services
+from todoapi.notifications.schemas import NotificationSchema
+from todoapi.queue import enqueue
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryFailed(Exception):
+    """Raised so that RQ retries the job with backoff."""
+
+
+def scan_due_soon() -> dict[str, int]:
+    """The repeating job: notify due-soon todos; queue their deliveries and any lost ones."""
+    with db.connection_context():
+        report = services.scan_due_soon(email=bool(current_app.config["SMTP_URL"]))
+        lost = services.overdue_deliveries()
+    for delivery_id in [*report.deliveries, *lost]:
+        enqueue_delivery(delivery_id)
+    return {"notified": len(report.notified), "requeued": len(lost)}
+
+
+def enqueue_delivery(delivery_id: int) -> None:
+    enqueue(
+        deliver, delivery_id, retry=Retry(max=services.MAX_ATTEMPTS - 1, interval=services.RETRY_INTERVALS)
+    )
+
+
+def deliver(delivery_id: int) -> str:
+    """One attempt at one delivery; raises on a failure that will be retried."""
+    with db.connection_context():
+        claimed = services.claim_delivery(delivery_id)
+        if claimed is None:
+            return "skipped"  # delivered, failed for good, or another job holds it
+        error = None
+        try:
+            _send(claimed)
+        except channels.DeliveryError as exc:
+            error = str(exc)
+        status = services.finish_delivery(claimed.delivery, error)
+    log.info(
+        "delivery attempt delivery_id=%s notification_id=%s channel=%s attempt=%s status=%s error=%s",
+        delivery_id,
+        claimed.notification.id,
+        claimed.delivery.channel,
+        claimed.delivery.attempts,
+        status,
+        error,
+    )
+    if status == "pending":
+        raise DeliveryFailed(f"{claimed.delivery.channel}: {error}")
+    return status
+
+
+def _send(claimed: services.Claimed) -> None:
+    notification, user = claimed.notification, claimed.user
+    config = current_app.config
+    if claimed.delivery.channel == "webhook":
+        if not user.webhook_url or not user.webhook_secret:
+            raise channels.DeliveryError("the account has no webhook URL any more")
+        payload = {
+            "type": "todo.due_soon",
+            "timestamp": utcnow().isoformat(),
+            "data": NotificationSchema().dump(services.notification_with_deliveries(notification.id)),
+        }
+        channels.send_webhook(
+            user.webhook_url,
+            user.webhook_secret,
+            f"msg_{notification.id}",
+            payload,
+            allow_private=config["WEBHOOK_ALLOW_PRIVATE"],
+        )
+    elif claimed.delivery.channel == "email":
+        if not config["SMTP_URL"]:
+            raise channels.DeliveryError("SMTP_URL is not set")
+        channels.send_email(
+            config["SMTP_URL"],
+            user.email,
+            f"Due soon: {notification.title}",
+            f'Your todo "{notification.title}" is due on {notification.due_date.isoformat()}.\n',
+        )
+    else:
+        raise channels.DeliveryError(f"unknown channel {claimed.delivery.channel!r}")

@@ -1,0 +1,237 @@
+"""Due-soon notifications: the scan, the inbox, and the bookkeeping of deliveries. No Flask here."""
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from peewee import IntegrityError, Tuple, fn, prefetch
+
+from todoapi.db import db
+from todoapi.errors import NotFound
+from todoapi.models import Delivery, Notification, Todo, User, utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+MAX_ATTEMPTS = 5
+RETRY_INTERVALS = [10, 30, 120, 600]  # seconds before attempts 2..5
+LEASE = timedelta(minutes=2)  # longer than one attempt can take (connect + read timeouts)
+
+
+@dataclass
+class ScanReport:
+    """What one scan found; `deliveries` are ids to hand to the queue."""
+
+    notified: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[int] = field(default_factory=list)
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def local_today(timezone: str, now: datetime) -> date:
+    return now.astimezone(_zone(timezone)).date()
+
+
+def is_due_soon(due_date: date, timezone: str, now: datetime) -> bool:
+    today = local_today(timezone, now)
+    return today <= due_date <= today + timedelta(days=1)
+
+
+def _candidates(now: datetime, batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Open, not yet notified todos whose due date is today or tomorrow somewhere on Earth.
+
+    Local dates span UTC-12..UTC+14, so every owner's "today or tomorrow" lies within
+    [UTC date - 1, UTC date + 2]. Keyset pages over the partial index todos_open_due_date.
+    """
+    utc_day = now.astimezone(ZoneInfo("UTC")).date()
+    low, high = utc_day - timedelta(days=1), utc_day + timedelta(days=2)
+    notified = Notification.select(Notification.id).where(
+        (Notification.todo == Todo.id) & (Notification.due_date == Todo.due_date)
+    )
+    after: tuple[date, int] = (low - timedelta(days=1), 0)
+    while True:
+        batch: list[Any] = list(
+            Todo.select(Todo.id, Todo.user, Todo.title, Todo.due_date, User.timezone, User.webhook_url)
+            .join(User)
+            .where(
+                (Todo.done == False)  # noqa: E712
+                & (Todo.due_date >= low)
+                & (Todo.due_date <= high)
+                & (Tuple(Todo.due_date, Todo.id) > Tuple(*after))
+                & ~fn.EXISTS(notified)
+            )
+            .order_by(Todo.due_date, Todo.id)
+            .limit(batch_size)
+            .tuples()
+        )
+        if not batch:
+            return
+        yield batch
+        after = (batch[-1][3], batch[-1][0])
+
+
+def scan_due_soon(
+    now: datetime | None = None, email: bool = False, dry_run: bool = False, batch_size: int = BATCH_SIZE
+) -> ScanReport:
+    """Create one notification per due-soon (todo, due date), with a pending delivery per channel.
+
+    Safe to run anywhere, any number of times at once: the unique (todo_id, due_date) index
+    lets exactly one insert win; only the winner creates deliveries.
+    """
+    now = now or utcnow()
+    report = ScanReport()
+    for batch in _candidates(now, batch_size):
+        eligible = [row for row in batch if is_due_soon(row[3], row[4], now)]
+        for todo_id, user_id, title, due_date, _timezone, webhook_url in eligible:
+            channels = [name for name, on in (("webhook", bool(webhook_url)), ("email", email)) if on]
+            entry = {
+                "todo_id": todo_id,
+                "user_id": user_id,
+                "due_date": due_date.isoformat(),
+                "channels": channels,
+            }
+            if dry_run:
+                report.notified.append(entry)
+                continue
+            created = _create_notification(user_id, todo_id, title, due_date, channels, now)
+            if created is not None:
+                notification_id, delivery_ids = created
+                report.notified.append({"id": notification_id, **entry})
+                report.deliveries.extend(delivery_ids)
+                log.info(
+                    "notification created id=%s user_id=%s todo_id=%s due_date=%s channels=%s",
+                    notification_id,
+                    user_id,
+                    todo_id,
+                    due_date,
+                    ",".join(channels) or "inbox",
+                )
+    return report
+
+
+def _create_notification(
+    user_id: int, todo_id: int, title: str, due_date: date, channels: list[str], now: datetime
+) -> tuple[int, list[int]] | None:
+    try:
+        with db.atomic():
+            notification = Notification.create(
+                user=user_id, todo=todo_id, title=title, due_date=due_date, created_at=now
+            )
+            delivery_ids = [
+                Delivery.create(notification=notification.id, channel=channel, next_attempt_at=now).id
+                for channel in channels
+            ]
+    except IntegrityError:
+        return None  # another scanner got there first
+    return notification.id, delivery_ids
+
+
+# --- deliveries -------------------------------------------------------------------------------
+
+
+@dataclass
+class Claimed:
+    delivery: Delivery
+    notification: Notification
+    user: User
+
+
+def claim_delivery(delivery_id: int, now: datetime | None = None) -> Claimed | None:
+    """Take the lease on a pending delivery and count the attempt; None if it is not ours to send."""
+    now = now or utcnow()
+    taken = (
+        Delivery.update(lease_until=now + LEASE, attempts=Delivery.attempts + 1, updated_at=now)
+        .where(
+            (Delivery.id == delivery_id)
+            & (Delivery.status == "pending")
+            & (Delivery.lease_until.is_null() | (Delivery.lease_until < now))
+        )
+        .execute()
+    )
+    if not taken:
+        return None
+    row = (
+        Delivery.select(Delivery, Notification, User)
+        .join(Notification)
+        .join(User)
+        .where(Delivery.id == delivery_id)
+        .get()
+    )
+    return Claimed(row, row.notification, row.notification.user)
+
+
+def finish_delivery(delivery: Delivery, error: str | None, now: datetime | None = None) -> str:
+    """Record one attempt's outcome; returns the new status. Failures retry until MAX_ATTEMPTS."""
+    now = now or utcnow()
+    if error is None:
+        status, next_attempt = "delivered", now
+    elif delivery.attempts >= MAX_ATTEMPTS:
+        status, next_attempt = "failed", now
+    else:
+        status = "pending"
+        next_attempt = now + timedelta(
+            seconds=RETRY_INTERVALS[min(delivery.attempts, len(RETRY_INTERVALS)) - 1]
+        )
+    Delivery.update(
+        status=status, last_error=error, lease_until=None, next_attempt_at=next_attempt, updated_at=now
+    ).where(Delivery.id == delivery.id).execute()
+    return status
+
+
+def overdue_deliveries(now: datetime | None = None, grace: timedelta = timedelta(minutes=2)) -> list[int]:
+    """Pending deliveries whose retry is well past due and nobody holds: their job was lost."""
+    now = now or utcnow()
+    query = (
+        Delivery.select(Delivery.id)
+        .where(
+            (Delivery.status == "pending")
+            & (Delivery.next_attempt_at < now - grace)
+            & (Delivery.lease_until.is_null() | (Delivery.lease_until < now))
+        )
+        .order_by(Delivery.id)
+        .limit(BATCH_SIZE)
+    )
+    return [row.id for row in query]
+
+
+# --- inbox ------------------------------------------------------------------------------------
+
+
+def list_notifications(user_id: int, args: dict[str, Any]) -> dict[str, Any]:
+    query = Notification.select().where(Notification.user == user_id)
+    if "unread" in args:
+        query = query.where(Notification.read_at.is_null(args["unread"]))
+    page = query.order_by(Notification.created_at.desc(), Notification.id.desc()).offset(args["skip"])
+    items = prefetch(page.limit(args["limit"]), Delivery.select().order_by(Delivery.channel))
+    return {"items": list(items), "total": query.count(), "skip": args["skip"], "limit": args["limit"]}
+
+
+def mark_read(user_id: int, notification_id: int, now: datetime | None = None) -> Notification:
+    owned = (Notification.user == user_id) & (Notification.id == notification_id)
+    Notification.update(read_at=now or utcnow()).where(owned & Notification.read_at.is_null()).execute()
+    if not Notification.select().where(owned).exists():
+        raise NotFound("Notification not found.")
+    return notification_with_deliveries(notification_id)
+
+
+def mark_all_read(user_id: int, now: datetime | None = None) -> int:
+    return int(
+        Notification.update(read_at=now or utcnow())
+        .where((Notification.user == user_id) & Notification.read_at.is_null())
+        .execute()
+    )
+
+
+def notification_with_deliveries(notification_id: int) -> Notification:
+    notification: Notification = prefetch(
+        Notification.select().where(Notification.id == notification_id),
+        Delivery.select().order_by(Delivery.channel),
+    )[0]
+    return notification
