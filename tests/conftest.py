@@ -13,13 +13,17 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import pytest
 from flask import Flask
+from redis import Redis
 from flask.testing import FlaskClient
 
 from todoapi import create_app
 from todoapi.db import db, migrate, open_database
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# A Redis database of its own per xdist worker (queues, locks); TEST_REDIS_DB moves the block
+# so that two test runs on one machine do not share queues.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_URL = f"redis://127.0.0.1:6379/{int(os.environ.get('TEST_REDIS_DB', '1')) + _WORKER}"
 TABLES = ("deliveries", "notifications", "idempotency_keys", "todo_tags", "todos", "sessions", "users")
 PASSWORD = "correct horse battery"
 # Still argon2id, with small costs: the suite hashes hundreds of passwords. Production
@@ -83,6 +87,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("postgres_url")
     empty_postgres(url)
     return url
+
+
+@pytest.fixture
+def redis() -> Iterator[Redis]:
+    """This worker's Redis database, emptied before the test."""
+    client = Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.close()
 
 
 @pytest.fixture
