@@ -13,8 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import pytest
 from flask import Flask
-from redis import Redis
 from flask.testing import FlaskClient
+from redis import Redis
 
 from todoapi import create_app
 from todoapi.db import db, migrate, open_database
