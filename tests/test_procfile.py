@@ -1,5 +1,6 @@
 """The Procfile run the way a platform runs it: `sh -c` from the repository root, env only, then HTTP."""
 
+import contextlib
 import json
 import os
 import signal
@@ -61,8 +62,10 @@ def stop(process: subprocess.Popen[bytes]) -> str:
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            pass
+    with contextlib.suppress(ProcessLookupError):  # whatever of the group is left
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
     return process.stdout.read().decode(errors="replace") if process.stdout else ""
 
 

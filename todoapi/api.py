@@ -153,6 +153,7 @@ def init_api(app: Flask) -> Api:
     from todoapi.auth.routes import me_blp
     from todoapi.notifications.routes import blp as notifications_blp
     from todoapi.ops.routes import blp as ops_blp
+    from todoapi.ops.routes import metrics_blp
     from todoapi.todos.routes import blp as todos_blp
     from todoapi.todos.routes import stats_blp
 
@@ -166,6 +167,6 @@ def init_api(app: Flask) -> Api:
             response.headers.pop("Content-Type", None)
         return response
 
-    for blueprint in (auth_blp, me_blp, todos_blp, stats_blp, notifications_blp, ops_blp):
+    for blueprint in (auth_blp, me_blp, todos_blp, stats_blp, notifications_blp, ops_blp, metrics_blp):
         api.register_blueprint(blueprint)
     return api

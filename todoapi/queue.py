@@ -83,8 +83,8 @@ def run_worker(app: Flask, every: Mapping[Callable[..., Any], int] | None = None
                 log.error("worker lost redis (%s); restarting in %.0f s", type(exc).__name__, backoff)
             except (StopRequested, KeyboardInterrupt):
                 return
-            if worker._stop_requested:
-                return
+            if worker._stop_requested or worker._shutdown_requested_date is not None:
+                return  # SIGTERM/SIGINT: RQ finished its warm shutdown
             # RQ's handlers belong to the worker that just quit; between workers, a signal stops us.
             signal.signal(signal.SIGTERM, _interrupt)
             signal.signal(signal.SIGINT, _interrupt)

@@ -5,6 +5,7 @@ from flask.views import MethodView
 
 from todoapi.api import Blueprint, ErrorSchema
 from todoapi.auth import services
+from todoapi.auth.limits import login_limit
 from todoapi.auth.schemas import (
     TokenSchema,
     UserCreatedSchema,
@@ -33,6 +34,8 @@ class Register(MethodView):
 
 @blp.route("/login")
 class Login(MethodView):
+    @login_limit
+    @blp.alt_response(429, schema=ErrorSchema, description="Too many attempts; see Retry-After.")
     @blp.arguments(UserLoginSchema, location="json_or_form")
     @blp.doc(requestBody={"content": {"application/x-www-form-urlencoded": {"schema": UserLoginSchema}}})
     @blp.response(200, TokenSchema)

@@ -3,12 +3,15 @@ from typing import Any
 from flask import Flask, Response, send_from_directory
 from flask.views import MethodView
 from marshmallow import Schema, fields
+from prometheus_client import CONTENT_TYPE_LATEST
 from swagger_ui_bundle import swagger_ui_path
 
 from todoapi.api import Blueprint
 from todoapi.ops import checks
+from todoapi.ops.metrics import render_metrics
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness.")
+metrics_blp = Blueprint("metrics", __name__, url_prefix="/metrics", description="Prometheus metrics.")
 
 
 class HealthSchema(Schema):
@@ -54,6 +57,14 @@ class HealthReady(MethodView):
         results = {"db": checks.database_problem() or "ok", "redis": checks.redis_problem() or "ok"}
         healthy = all(value == "ok" for value in results.values())
         return {"status": "ok" if healthy else "error", "checks": results}, 200 if healthy else 503
+
+
+@metrics_blp.route("")
+class Metrics(MethodView):
+    @metrics_blp.response(200, content_type=CONTENT_TYPE_LATEST, description="Prometheus text format.")
+    def get(self) -> Response:
+        """Request counts and latency, queue depth, notifications (all web and worker processes)."""
+        return render_metrics()
 
 
 def init_docs_assets(app: Flask) -> None:

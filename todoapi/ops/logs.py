@@ -1,0 +1,91 @@
+"""JSON logs, one line per request, and the request id that ties a request to its jobs."""
+
+import logging
+import re
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+
+from flask import Flask, Response, g, request
+from pythonjsonlogger.json import JsonFormatter
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+_VALID_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+log = logging.getLogger("todoapi.request")
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps every record with the current request (or job) id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
+        return True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """One JSON handler on the root logger (idempotent: factories may run many times)."""
+    root = logging.getLogger()
+    if any(getattr(handler, "todoapi", False) for handler in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+    )
+    handler.addFilter(RequestIdFilter())
+    handler.todoapi = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def init_request_logging(app: Flask) -> None:
+    configure_logging()
+
+    @app.before_request
+    def _start() -> None:
+        offered = request.headers.get("X-Request-ID", "")
+        g.request_id = offered if _VALID_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        g.request_id_token = request_id_var.set(g.request_id)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        if "request_id" not in g:  # failed before our hook ran (e.g. routing)
+            _start()
+        response.headers["X-Request-ID"] = g.request_id
+        user = g.get("token_user")
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,  # never the query string or headers: no tokens in logs
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - g.started) * 1000, 2),
+                "request_id": g.request_id,
+                "user_id": user.id if user is not None else None,
+            },
+        )
+        return response
+
+    @app.teardown_request
+    def _forget(exc: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            request_id_var.reset(token)
+
+
+def init_security_headers(app: Flask) -> None:
+    @app.after_request
+    def _secure(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if "Authorization" in request.headers or request.path.startswith("/auth/"):
+            response.headers["Cache-Control"] = "no-store"  # personal data and tokens
+        return response
