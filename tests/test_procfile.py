@@ -59,10 +59,8 @@ def start(line: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
 def stop(process: subprocess.Popen[bytes]) -> str:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
     with contextlib.suppress(ProcessLookupError):  # whatever of the group is left
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
