@@ -13,10 +13,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Web (gunicorn on $$PORT, default 8000) and the RQ worker, on SQLite unless DATABASE_URL says otherwise.
+# Migrate, then web (gunicorn on $$PORT, default 8000) and the RQ worker; SQLite unless DATABASE_URL
+# says otherwise; an embedded Redis when none is configured or running (scripts/run.py).
 run: install
-	flask --app wsgi migrate
-	honcho start --port $${PORT:-8000} web worker
+	python scripts/run.py
 
 test: install lint typecheck pytest
 

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from rq import Worker
 from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
 PROCFILE = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
 
 
@@ -110,10 +112,7 @@ def test_release_then_web_serves_the_api_on_port_with_web_concurrency_workers(re
     try:
         port = released["PORT"]
         wait_until_serving(port, web)
-        children = subprocess.run(
-            ["pgrep", "-P", str(gunicorn_master(web.pid))], capture_output=True, text=True
-        ).stdout.split()
-        assert len(children) == 2
+        assert wait_for_workers(gunicorn_master(web.pid), 2) == 2
         assert (
             call(port, "POST", "/auth/register", {"email": "ann@example.com", "password": "password1"})[0]
             == 201
@@ -125,8 +124,21 @@ def test_release_then_web_serves_the_api_on_port_with_web_concurrency_workers(re
         status, todo = call(port, "POST", "/todos", {"title": "over HTTP"}, tokens["access_token"])
         assert status == 201
         assert call(port, "GET", f"/todos/{todo['id']}", token=tokens["access_token"]) == (200, todo)
+        # The Dockerfile's HEALTHCHECK, run as it is against this server.
+        healthcheck = json.loads(re.search(r"HEALTHCHECK .*?CMD (\[[^\n]*\])", DOCKERFILE, re.S).group(1))
+        assert subprocess.run(healthcheck, env=released, timeout=10).returncode == 0
     finally:
         stop(web)
+
+
+def wait_for_workers(master: int, expected: int) -> int:
+    deadline, count = time.monotonic() + 15, 0
+    while time.monotonic() < deadline:
+        count = len(subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split())
+        if count == expected:
+            break
+        time.sleep(0.2)
+    return count
 
 
 def gunicorn_master(shell_pid: int) -> int:

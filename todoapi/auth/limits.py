@@ -27,9 +27,14 @@ login_limit = limiter.limit(
 )
 
 
+def _limits_uri(redis_url: str) -> str:
+    # The `limits` package spells a Redis unix socket redis+unix:// (redis-py: unix://).
+    return "redis+unix://" + redis_url.removeprefix("unix://") if redis_url.startswith("unix://") else redis_url
+
+
 def init_limits(app: Flask) -> None:
     app.config.update(
-        RATELIMIT_STORAGE_URI=app.config["REDIS_URL"],
+        RATELIMIT_STORAGE_URI=_limits_uri(app.config["REDIS_URL"]),
         RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 1, "socket_timeout": 1},
         RATELIMIT_STRATEGY="fixed-window",
         RATELIMIT_HEADERS_ENABLED=True,

