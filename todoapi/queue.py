@@ -10,9 +10,11 @@ from typing import Any
 from flask import Flask, current_app
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import StopRequested
 from rq.job import Job
+
+from todoapi.ops.logs import request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,35 @@ def get_queue() -> Queue:
 
 
 def enqueue(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Job | None:
-    """Enqueue a job; if Redis is down, log and return None (the next scan picks the work up)."""
+    """Enqueue a job; if Redis is down, log and return None (the next scan picks the work up).
+
+    The job carries the current request (or job) id, so its log lines can be traced back.
+    """
+    kwargs.setdefault("meta", {"request_id": request_id_var.get()})
     try:
         return get_queue().enqueue(func, *args, **kwargs)
     except RedisError as exc:
         log.warning("queue unavailable (%s), %s deferred to the next scan", type(exc).__name__, func.__name__)
         return None
+
+
+class _TracedJobs:
+    """Runs each job with the request id it was enqueued under (or its own id)."""
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        token = request_id_var.set(job.meta.get("request_id") or job.id)
+        try:
+            return super().perform_job(job, queue)  # type: ignore[misc]
+        finally:
+            request_id_var.reset(token)
+
+
+class AppWorker(_TracedJobs, Worker):
+    pass
+
+
+class AppSimpleWorker(_TracedJobs, SimpleWorker):
+    """In-process worker (tests, one-off draining)."""
 
 
 class Ticker(threading.Thread):
@@ -76,7 +101,7 @@ def run_worker(app: Flask, every: Mapping[Callable[..., Any], int] | None = None
             Ticker(app, func, interval).start()
         backoff = 1.0
         while True:
-            worker = Worker([get_queue()], connection=get_redis())
+            worker = AppWorker([get_queue()], connection=get_redis())
             try:
                 worker.work(with_scheduler=True)
             except RedisError as exc:

@@ -29,7 +29,9 @@ login_limit = limiter.limit(
 
 def _limits_uri(redis_url: str) -> str:
     # The `limits` package spells a Redis unix socket redis+unix:// (redis-py: unix://).
-    return "redis+unix://" + redis_url.removeprefix("unix://") if redis_url.startswith("unix://") else redis_url
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url.removeprefix("unix://")
+    return redis_url
 
 
 def init_limits(app: Flask) -> None:
