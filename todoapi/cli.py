@@ -11,9 +11,24 @@ from todoapi.auth.schemas import UserRegisterSchema
 from todoapi.errors import AppError
 from todoapi.notifications import jobs
 from todoapi.notifications import services as notifications
+from todoapi.ops import seed
 
 
 def init_cli(app: Flask) -> None:
+    @app.cli.command("seed")
+    @click.option("--users", type=click.IntRange(1), required=True, help="Accounts to create.")
+    @click.option("--todos", type=click.IntRange(0), required=True, help="Todos per account.")
+    @click.option(
+        "--heavy-todos", type=click.IntRange(0), default=0, help="Todos of the first account instead."
+    )
+    @click.option("--password", default="benchmark-password", show_default=True)
+    @click.option("--prefix", default="seed", show_default=True, help="Emails are <prefix><n>@example.com.")
+    def seed_command(users: int, todos: int, heavy_todos: int, password: str, prefix: str) -> None:
+        """Create demo accounts and todos in bulk (for benchmarks)."""
+        with database.db.connection_context():
+            created = seed.seed(users, todos, password, heavy_todos=heavy_todos, prefix=prefix)
+        click.echo(f"created {created['users']} users and {created['todos']} todos")
+
     @app.cli.command("notify-due")
     @click.option("--dry-run", is_flag=True, help="Print what would be sent; change nothing.")
     def notify_due_command(dry_run: bool) -> None:
