@@ -6,7 +6,7 @@ import json
 import secrets
 import smtplib
 import socket
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -47,7 +47,11 @@ def _is_public(address: str) -> bool:
 
 def check_webhook_url(url: str, allow_private: bool) -> None:
     """Refuse plain http and private, loopback or link-local targets unless allowed (SSRF guard)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # e.g. an unclosed IPv6 bracket or a port out of range
+        raise UnsafeTarget("Must be an absolute http(s) URL.") from None
     if parts.scheme not in {"https", "http"} or not parts.hostname:
         raise UnsafeTarget("Must be an absolute http(s) URL.")
     if parts.username or parts.password:
@@ -57,7 +61,6 @@ def check_webhook_url(url: str, allow_private: bool) -> None:
     if parts.scheme != "https":
         raise UnsafeTarget("Must use https.")
     try:
-        port = parts.port or 443
         addresses = {
             str(info[4][0]) for info in socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
         }
@@ -76,7 +79,7 @@ def send_webhook(
     except UnsafeTarget as exc:
         raise DeliveryError(f"refused target: {exc}") from None
     body = json.dumps(payload, separators=(",", ":"))
-    now = datetime.now().astimezone()
+    now = datetime.now(UTC)  # standardwebhooks reads the timestamp as UTC whatever its zone
     headers = {
         "content-type": "application/json",
         "webhook-id": message_id,
@@ -103,7 +106,7 @@ def send_email(smtp_url: str, to: str, subject: str, text: str) -> None:
     sender = unquote(parts.username or "")
     message["From"] = sender if "@" in sender else "todoapi <todoapi@localhost>"
     message["To"] = to
-    message["Subject"] = subject
+    message["Subject"] = " ".join(subject.split())  # a title may hold line breaks; headers may not
     message.set_content(text)
     client_class = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
     try:

@@ -45,6 +45,10 @@ def deliver(delivery_id: int) -> str:
             _send(claimed)
         except channels.DeliveryError as exc:
             error = str(exc)
+        except Exception as exc:
+            # Still an attempt: record it (and free the lease) so retries and `failed` follow.
+            log.exception("delivery attempt crashed delivery_id=%s", delivery_id)
+            error = f"internal error: {type(exc).__name__}"
         status = services.finish_delivery(claimed.delivery, error)
     log.info(
         "delivery attempt delivery_id=%s notification_id=%s channel=%s attempt=%s status=%s error=%s",

@@ -41,6 +41,8 @@ def configure_logging(level: int = logging.INFO) -> None:
     handler.todoapi = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    # httpx logs every request's full URL at INFO; a webhook URL may carry a token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def init_request_logging(app: Flask) -> None:

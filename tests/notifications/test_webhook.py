@@ -1,0 +1,516 @@
+"""Webhooks: setting the URL on PATCH /me, and signed deliveries through real RQ to a real local receiver.
+
+The receiver is a small HTTP server on 127.0.0.1, so apps here allow private targets
+(WEBHOOK_ALLOW_PRIVATE) unless a test parametrizes `app` with False to exercise the guard.
+"""
+
+import base64
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from rq import SimpleWorker
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from tests.helpers import assert_error
+from todoapi.models import Delivery, User
+from todoapi.notifications import channels, jobs, services
+from todoapi.queue import enqueue, get_queue, get_redis
+
+NOW = datetime(2026, 6, 15, 10, 30, tzinfo=UTC)  # the scan's "now"; sending happens in real time
+TODAY = NOW.date()
+ANN = "ann@example.com"
+NOTIFICATION_KEYS = {"id", "kind", "todo_id", "title", "due_date", "created_at", "read_at", "deliveries"}
+SIGNATURE = re.compile(r"v1,([A-Za-z0-9+/]+={0,2})")
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1: records every POST, checks its signature, answers from a script."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self.secret: str | None = None  # once set, a bad signature gets 401
+        self.answers: list[int] = []  # statuses for the next calls, then 204
+        self.hang = threading.Event()  # while set, hold each request until `release` (a timeout)
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                receiver.calls.append((headers, body))
+                if receiver.hang.is_set():
+                    receiver.release.wait(timeout=10)
+                status = receiver.answers.pop(0) if receiver.answers else 204
+                if receiver.secret is not None:
+                    try:
+                        Webhook(receiver.secret).verify(body, headers)
+                    except WebhookVerificationError:
+                        status = 401
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    # A short poll keeps shutdown() quick; the default 0.5 s would be paid by every test.
+    thread = threading.Thread(target=receiver.server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield receiver
+    receiver.release.set()
+    receiver.server.shutdown()
+    receiver.server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def app(make_app: Any, request: pytest.FixtureRequest) -> Flask:
+    """Private targets allowed, unless parametrized indirectly with False."""
+    return make_app(WEBHOOK_ALLOW_PRIVATE=getattr(request, "param", True))
+
+
+GUARDED = pytest.mark.parametrize("app", [False], indirect=True, ids=["guarded"])
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def other_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def set_webhook(client: FlaskClient, auth: dict[str, str], url: str | None) -> dict[str, Any]:
+    response = client.patch("/me", json={"webhook_url": url}, headers=auth)
+    assert response.status_code == 200, response.json
+    body: dict[str, Any] = response.json
+    return body
+
+
+def stored_webhook(app: Flask, email: str = ANN) -> tuple[str | None, str | None]:
+    with app.app_context():
+        user = User.get(User.email == email)
+        return user.webhook_url, user.webhook_secret
+
+
+def set_webhook_in_db(app: Flask, url: str, secret: str, email: str = ANN) -> None:
+    """A target the API would refuse, as if it had been set before the guard or DNS changed."""
+    with app.app_context():
+        User.update(webhook_url=url, webhook_secret=secret).where(User.email == email).execute()
+
+
+def create_todo(client: FlaskClient, auth: dict[str, str], due: date, title: str = "Pay rent") -> int:
+    response = client.post("/todos", json={"title": title, "due_date": due.isoformat()}, headers=auth)
+    assert response.status_code == 201, response.json
+    return int(response.json["id"])
+
+
+def queue_due_soon(app: Flask) -> list[int]:
+    """Scan at NOW and queue the deliveries, as the repeating job does; the delivery ids."""
+    with app.app_context():
+        report = services.scan_due_soon(now=NOW)
+        for delivery_id in report.deliveries:
+            jobs.enqueue_delivery(delivery_id)
+    return report.deliveries
+
+
+def drain(app: Flask) -> None:
+    """Run every queued job in-process, like a worker; RQ's retries stay scheduled (10 s+)."""
+    with app.app_context():
+        SimpleWorker([get_queue()], connection=get_redis()).work(burst=True)
+
+
+def retry(app: Flask, delivery_id: int) -> str:
+    """Run the delivery job once more, as RQ's scheduled retry would; "pending" when it asks for another."""
+    with app.app_context():
+        try:
+            return jobs.deliver(delivery_id)
+        except jobs.DeliveryFailed:
+            return "pending"
+
+
+def the_delivery(client: FlaskClient, auth: dict[str, str]) -> dict[str, Any]:
+    [item] = client.get("/notifications", headers=auth).json["items"]
+    [delivery] = item["deliveries"]
+    assert delivery["channel"] == "webhook"
+    return dict(delivery)
+
+
+# --- PATCH /me -------------------------------------------------------------------------------------
+
+
+def test_setting_a_webhook_url_shows_its_secret_once(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    first = set_webhook(client, auth, "http://127.0.0.1:8080/hook")
+    me = client.get("/me", headers=auth).json
+    unrelated = client.patch("/me", json={"timezone": "Europe/Berlin"}, headers=auth).json
+    second = set_webhook(client, auth, "https://127.0.0.1/other")
+
+    assert first["webhook_url"] == "http://127.0.0.1:8080/hook"
+    assert first["webhook_secret"].startswith("whsec_")
+    Webhook(first["webhook_secret"])  # a key the standardwebhooks package accepts
+    assert me["webhook_url"] == "http://127.0.0.1:8080/hook" and "webhook_secret" not in me
+    assert "webhook_secret" not in unrelated and unrelated["webhook_url"] == "http://127.0.0.1:8080/hook"
+    assert second["webhook_url"] == "https://127.0.0.1/other"
+    assert second["webhook_secret"].startswith("whsec_")
+    assert second["webhook_secret"] != first["webhook_secret"]
+    assert stored_webhook(app) == ("https://127.0.0.1/other", second["webhook_secret"])
+
+
+def test_null_removes_the_webhook(app: Flask, client: FlaskClient, auth: dict[str, str]) -> None:
+    set_webhook(client, auth, "https://127.0.0.1/x")
+
+    removed = set_webhook(client, auth, None)
+
+    assert removed["webhook_url"] is None and "webhook_secret" not in removed
+    assert client.get("/me", headers=auth).json["webhook_url"] is None
+    assert stored_webhook(app) == (None, None)
+
+
+REFUSED = [
+    *[
+        pytest.param(False, url, id=url)
+        for url in (
+            "http://example.com/x",
+            "https://127.0.0.1/x",
+            "https://10.0.0.5/",
+            "https://192.168.1.1/hook",
+            "https://169.254.169.254/latest",
+            "https://[::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://0.0.0.0/",
+            "https://localhost/",
+        )
+    ],
+    # Refused even where private targets are allowed.
+    *[
+        pytest.param(True, url, id=f"{url}-private-allowed")
+        for url in ("ftp://x", "not a url", "https://user:pw@example.com/", "", "//example.com/x")
+    ],
+    pytest.param(False, "https://[::1/", id="unclosed-ipv6-bracket"),
+    pytest.param(True, "http://127.0.0.1:99999/x", id="port-out-of-range"),
+]
+
+
+@pytest.mark.parametrize("app, url", REFUSED, indirect=["app"])
+def test_refused_webhook_urls_change_nothing(
+    app: Flask, client: FlaskClient, auth: dict[str, str], url: str
+) -> None:
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # a crash must show as the 500 a client gets
+    secret = other_secret()
+    set_webhook_in_db(app, "https://hooks.example.com/before", secret)
+
+    response = client.patch("/me", json={"webhook_url": url, "timezone": "Europe/Berlin"}, headers=auth)
+
+    assert_error(response, 422, "webhook_url")
+    me = client.get("/me", headers=auth).json
+    assert (me["webhook_url"], me["timezone"]) == ("https://hooks.example.com/before", "UTC")
+    assert stored_webhook(app) == ("https://hooks.example.com/before", secret)
+
+
+# --- deliveries --------------------------------------------------------------------------------------
+
+
+def test_due_soon_todo_is_posted_signed(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
+) -> None:
+    secret = receiver.secret = set_webhook(client, auth, receiver.url)["webhook_secret"]
+    # Tomorrow (UTC, the owner's zone) is still due soon if the date changes during the test.
+    todo_id = create_todo(client, auth, datetime.now(UTC).date() + timedelta(days=1))
+    with app.app_context():
+        enqueue(jobs.scan_due_soon)
+
+    drain(app)
+
+    [(headers, body)] = receiver.calls
+    [item] = client.get("/notifications", headers=auth).json["items"]
+    assert headers["content-type"] == "application/json"
+    assert headers["webhook-id"] and headers["webhook-timestamp"].isdigit()
+    signature = SIGNATURE.fullmatch(headers["webhook-signature"])
+    assert signature and len(base64.b64decode(signature.group(1))) == 32
+    payload = Webhook(secret).verify(body, headers)
+    assert payload == json.loads(body)
+    assert set(payload) == {"type", "timestamp", "data"} and payload["type"] == "todo.due_soon"
+    assert datetime.fromisoformat(payload["timestamp"]).utcoffset() is not None
+    data = payload["data"]
+    assert set(data) == NOTIFICATION_KEYS
+    assert {key: data[key] for key in NOTIFICATION_KEYS - {"deliveries"}} == {
+        key: item[key] for key in NOTIFICATION_KEYS - {"deliveries"}
+    }
+    assert data["todo_id"] == todo_id and data["title"] == "Pay rent" and data["kind"] == "due_soon"
+    assert [delivery["channel"] for delivery in data["deliveries"]] == ["webhook"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(other_secret()).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(body.replace(b"Pay rent", b"Pay Rent"), headers)
+    assert item["deliveries"] == [
+        {"channel": "webhook", "status": "delivered", "attempts": 1, "last_error": None}
+    ]
+
+    with app.app_context():
+        enqueue(jobs.scan_due_soon)
+    drain(app)
+    assert len(receiver.calls) == 1
+
+
+def test_signature_verifies_when_the_server_zone_is_not_utc(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
+) -> None:
+    secret = receiver.secret = set_webhook(client, auth, receiver.url)["webhook_secret"]
+    create_todo(client, auth, TODAY)
+    [delivery_id] = queue_due_soon(app)
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"  # the host's zone, as on a developer's machine
+    time.tzset()
+    try:
+        outcome = retry(app, delivery_id)
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+    [(headers, body)] = receiver.calls
+    assert Webhook(secret).verify(body, headers)["type"] == "todo.due_soon"
+    assert outcome == "delivered"
+
+
+FAILURES = [
+    pytest.param("answer-500", "receiver answered HTTP 500", id="http-500"),
+    pytest.param("closed-port", "connection failed", id="closed-port"),
+    pytest.param("hang", "timed out", id="timeout"),
+]
+
+
+@pytest.mark.parametrize("failure, error", FAILURES)
+def test_a_failed_attempt_is_recorded_and_retried_with_backoff(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    receiver: Receiver,
+    redis: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+    error: str,
+) -> None:
+    url = receiver.url
+    if failure == "answer-500":
+        receiver.answers = [500]
+    elif failure == "closed-port":
+        url = f"http://127.0.0.1:{closed_port()}/hook"
+    else:
+        receiver.hang.set()
+        monkeypatch.setattr(channels, "WEBHOOK_TIMEOUT", httpx.Timeout(0.5))
+    set_webhook(client, auth, url)
+    create_todo(client, auth, TODAY)
+    queue_due_soon(app)
+
+    drain(app)
+
+    delivery = the_delivery(client, auth)
+    assert (delivery["status"], delivery["attempts"]) == ("pending", 1)
+    assert error in delivery["last_error"]
+    with app.app_context():
+        queue = get_queue()
+        [job_id] = queue.scheduled_job_registry.get_job_ids()  # RQ's retry, 10 s out
+        assert queue.fetch_job(job_id).retries_left == services.MAX_ATTEMPTS - 2
+        assert queue.count == 0 and queue.failed_job_registry.count == 0
+
+
+def test_retries_reuse_the_webhook_id_until_delivered(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
+) -> None:
+    secret = receiver.secret = set_webhook(client, auth, receiver.url)["webhook_secret"]
+    receiver.answers = [500, 503]
+    create_todo(client, auth, TODAY)
+    [delivery_id] = queue_due_soon(app)
+
+    drain(app)
+    first = the_delivery(client, auth)
+    second_outcome = retry(app, delivery_id)
+    second = the_delivery(client, auth)
+    third_outcome = retry(app, delivery_id)
+    after = retry(app, delivery_id)
+
+    assert (first["status"], first["attempts"]) == ("pending", 1) and "HTTP 500" in first["last_error"]
+    assert second_outcome == "pending"
+    assert (second["status"], second["attempts"]) == ("pending", 2) and "HTTP 503" in second["last_error"]
+    assert third_outcome == "delivered" and after == "skipped"
+    assert the_delivery(client, auth) == {
+        "channel": "webhook",
+        "status": "delivered",
+        "attempts": 3,
+        "last_error": None,
+    }
+    assert len(receiver.calls) == 3
+    assert len({headers["webhook-id"] for headers, _ in receiver.calls}) == 1
+    bodies = [Webhook(secret).verify(body, headers) for headers, body in receiver.calls]
+    assert len({payload["data"]["id"] for payload in bodies}) == 1
+
+
+def test_gives_up_after_max_attempts(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
+) -> None:
+    set_webhook(client, auth, receiver.url)
+    receiver.answers = [500] * (services.MAX_ATTEMPTS + 2)
+    create_todo(client, auth, TODAY)
+    [delivery_id] = queue_due_soon(app)
+
+    drain(app)
+    outcomes = [retry(app, delivery_id) for _ in range(services.MAX_ATTEMPTS)]
+
+    assert outcomes == ["pending"] * (services.MAX_ATTEMPTS - 2) + ["failed", "skipped"]
+    assert the_delivery(client, auth) == {
+        "channel": "webhook",
+        "status": "failed",
+        "attempts": services.MAX_ATTEMPTS,
+        "last_error": "receiver answered HTTP 500",
+    }
+    assert len(receiver.calls) == services.MAX_ATTEMPTS
+    assert len({headers["webhook-id"] for headers, _ in receiver.calls}) == 1
+
+
+@GUARDED
+def test_the_target_is_checked_again_at_delivery(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
+) -> None:
+    set_webhook_in_db(app, receiver.url, other_secret())
+    create_todo(client, auth, TODAY)
+    [delivery_id] = queue_due_soon(app)
+
+    drain(app)
+    second_outcome = retry(app, delivery_id)
+
+    assert receiver.calls == []
+    assert second_outcome == "pending"
+    delivery = the_delivery(client, auth)
+    assert (delivery["status"], delivery["attempts"]) == ("pending", 2)
+    assert delivery["last_error"].startswith("refused target")
+
+
+def test_a_delivery_lost_before_queueing_is_sent_by_the_next_scan(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
+) -> None:
+    receiver.secret = set_webhook(client, auth, receiver.url)["webhook_secret"]
+    create_todo(client, auth, TODAY)
+    with app.app_context():
+        [delivery_id] = services.scan_due_soon(now=NOW).deliveries  # then the scanner died: never queued
+        job = enqueue(jobs.scan_due_soon)
+    assert job is not None
+
+    drain(app)
+
+    assert job.return_value() == {"notified": 0, "requeued": 1}
+    assert len(receiver.calls) == 1
+    assert the_delivery(client, auth) == {
+        "channel": "webhook",
+        "status": "delivered",
+        "attempts": 1,
+        "last_error": None,
+    }
+    assert retry(app, delivery_id) == "skipped"
+
+
+def test_a_claimed_delivery_is_not_claimed_again(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver
+) -> None:
+    set_webhook(client, auth, receiver.url)
+    create_todo(client, auth, TODAY)
+    [delivery_id] = queue_due_soon(app)
+    claimed_at = datetime.now(UTC)
+
+    with app.app_context():
+        claimed = services.claim_delivery(delivery_id, now=claimed_at)
+        while_held = services.claim_delivery(
+            delivery_id, now=claimed_at + services.LEASE - timedelta(seconds=1)
+        )
+        job_while_held = jobs.deliver(delivery_id)
+        taken_over = services.claim_delivery(
+            delivery_id, now=claimed_at + services.LEASE + timedelta(seconds=1)
+        )
+        assert taken_over is not None
+        services.finish_delivery(taken_over.delivery, None)
+        after_delivered = services.claim_delivery(delivery_id, now=claimed_at + 2 * services.LEASE)
+
+    assert claimed is not None and claimed.delivery.attempts == 1
+    assert while_held is None and job_while_held == "skipped"
+    assert taken_over.delivery.attempts == 2  # the first holder's job was lost: its lease ran out
+    assert after_delivered is None
+    assert receiver.calls == []
+
+
+def test_concurrent_jobs_send_a_delivery_once(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver
+) -> None:
+    set_webhook(client, auth, receiver.url)
+    create_todo(client, auth, TODAY)
+    [delivery_id] = queue_due_soon(app)
+    start = threading.Barrier(4)
+
+    def one_job() -> str:
+        start.wait(timeout=10)
+        return retry(app, delivery_id)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = sorted(future.result() for future in [pool.submit(one_job) for _ in range(4)])
+
+    assert outcomes == ["delivered", "skipped", "skipped", "skipped"]
+    assert len(receiver.calls) == 1
+    assert the_delivery(client, auth)["attempts"] == 1
+
+
+def test_one_log_line_per_delivery_attempt(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    receiver: Receiver,
+    redis: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    secret = set_webhook(client, auth, receiver.url)["webhook_secret"]
+    receiver.answers = [500]
+    create_todo(client, auth, TODAY)
+    [delivery_id] = queue_due_soon(app)
+    with app.app_context():
+        notification_id = Delivery.get_by_id(delivery_id).notification_id
+
+    drain(app)
+    retry(app, delivery_id)
+    retry(app, delivery_id)  # delivered already: no attempt, no line
+
+    lines = [record.getMessage() for record in caplog.records if record.name == jobs.log.name]
+    assert len(lines) == 2
+    assert all(re.search(rf"(?<!\w)notification_id={notification_id}(?!\d)", line) for line in lines)
+    assert secret not in caplog.text
+    assert secret.removeprefix("whsec_") not in caplog.text
