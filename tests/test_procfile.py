@@ -134,7 +134,9 @@ def test_release_then_web_serves_the_api_on_port_with_web_concurrency_workers(re
 def wait_for_workers(master: int, expected: int) -> int:
     deadline, count = time.monotonic() + 15, 0
     while time.monotonic() < deadline:
-        count = len(subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split())
+        count = len(
+            subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+        )
         if count == expected:
             break
         time.sleep(0.2)

@@ -99,17 +99,24 @@ def run_worker(app: Flask, every: Mapping[Callable[..., Any], int] | None = None
     with app.app_context():
         for func, interval in (every or {}).items():
             Ticker(app, func, interval).start()
+        # The worker blocks on BLPOP for up to RQ's dequeue timeout (405 s): its client must not
+        # time out sooner, unlike the web's short-timeout client.
+        connection = Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=600)
         backoff = 1.0
         while True:
-            worker = AppWorker([get_queue()], connection=get_redis())
+            worker = None
+            started = time.monotonic()
             try:
+                worker = AppWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection)
                 worker.work(with_scheduler=True)
             except RedisError as exc:
                 log.error("worker lost redis (%s); restarting in %.0f s", type(exc).__name__, backoff)
             except (StopRequested, KeyboardInterrupt):
                 return
-            if worker._stop_requested or worker._shutdown_requested_date is not None:
+            if worker is not None and (worker._stop_requested or worker._shutdown_requested_date is not None):
                 return  # SIGTERM/SIGINT: RQ finished its warm shutdown
+            if time.monotonic() - started > 60:
+                backoff = 1.0  # it ran fine for a while: this is a new outage
             # RQ's handlers belong to the worker that just quit; between workers, a signal stops us.
             signal.signal(signal.SIGTERM, _interrupt)
             signal.signal(signal.SIGINT, _interrupt)

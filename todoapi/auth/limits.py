@@ -50,7 +50,7 @@ def init_limits(app: Flask) -> None:
     def _only_429_says_retry(response: Response) -> Response:
         # Counters differ per (address, email); showing them on every login answer would make
         # "unknown email" and "wrong password" responses distinguishable.
-        if response.status_code != 429:
+        if request.endpoint == "auth.Login" and response.status_code != 429:
             for name in ("Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
                 response.headers.pop(name, None)
         return response

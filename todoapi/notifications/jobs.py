@@ -9,6 +9,7 @@ from todoapi.db import db
 from todoapi.models import utcnow
 from todoapi.notifications import channels, services
 from todoapi.notifications.schemas import NotificationSchema
+from todoapi.ops.metrics import NOTIFICATIONS
 from todoapi.queue import enqueue
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ def scan_due_soon() -> dict[str, int]:
     with db.connection_context():
         report = services.scan_due_soon(email=bool(current_app.config["SMTP_URL"]))
         lost = services.overdue_deliveries()
+    if report.notified:
+        NOTIFICATIONS.labels("inbox", "created").inc(len(report.notified))
     for delivery_id in [*report.deliveries, *lost]:
         enqueue_delivery(delivery_id)
     return {"notified": len(report.notified), "requeued": len(lost)}
@@ -50,6 +53,7 @@ def deliver(delivery_id: int) -> str:
             log.exception("delivery attempt crashed delivery_id=%s", delivery_id)
             error = f"internal error: {type(exc).__name__}"
         status = services.finish_delivery(claimed.delivery, error)
+    NOTIFICATIONS.labels(claimed.delivery.channel, {"pending": "retry"}.get(status, status)).inc()
     log.info(
         "delivery attempt delivery_id=%s notification_id=%s channel=%s attempt=%s status=%s error=%s",
         delivery_id,

@@ -43,6 +43,8 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
     # httpx logs every request's full URL at INFO; a webhook URL may carry a token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # peewee logs every statement with its parameters at DEBUG (password hashes, webhook secrets).
+    logging.getLogger("peewee").setLevel(logging.INFO)
 
 
 def init_request_logging(app: Flask) -> None:

@@ -1,0 +1,710 @@
+"""Real `python worker.py` processes on PostgreSQL and a redis-server of their own.
+
+Proves the issue "Due-soon notifications" end to end: two workers (two tickers, two schedulers)
+notify each eligible todo exactly once; SIGKILL mid-scan and mid-delivery loses and duplicates
+nothing; the worker rides out a Redis outage without a restart; SIGTERM stops it.
+
+Each test starts its own `redis-server` on a free loopback port (so that it can be stopped and
+restarted) and its workers the way the Procfile does (`sh -c` from the repository root, env only,
+a process group each; `exec` so that the exit status is the worker's), and kills every process it
+started on the way out, RQ's work horses included.
+"""
+
+import os
+import random
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask import Flask
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+
+from tests.conftest import FAST_ARGON2, empty_postgres
+from todoapi import create_app
+from todoapi.db import db
+from todoapi.models import Todo, User, utcnow
+from todoapi.notifications import channels, services
+
+ROOT = Path(__file__).resolve().parents[2]
+SCAN_JOB = "todoapi.notifications.jobs.scan_due_soon"
+# Spread over UTC-12 .. UTC+14 so that "today" differs between owners.
+TIMEZONES = [
+    "UTC",
+    "UTC",
+    "America/New_York",
+    "Europe/Berlin",
+    "Asia/Tokyo",
+    "Pacific/Kiritimati",
+    "Etc/GMT+12",
+]
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    alive: tuple["WorkerProcess", ...] = (),
+    interval: float = 0.1,
+) -> Any:
+    """Poll until `predicate()` is truthy; fail with `what` (and the workers' logs) at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for worker in alive:
+            assert worker.alive, f"worker exited with {worker.process.returncode}:\n{worker.output()}"
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            logs = "\n".join(worker.output() for worker in alive)
+            raise AssertionError(f"not within {timeout} s: {what}\n{logs}")
+        time.sleep(interval)
+
+
+def processes() -> list[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, process group) of every process, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found.append((int(entry.name), fields[0], int(fields[1]), int(fields[2])))
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`."""
+    children: dict[int, list[int]] = {}
+    for child, _state, parent, _group in processes():
+        children.setdefault(parent, []).append(child)
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+class RedisServer:
+    """A private redis-server that a test may stop and start again on the same port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> Redis:
+        return Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=5)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = self.client()
+        try:
+            wait_for(lambda: self._answers(client), 10, f"redis-server to answer on port {self.port}")
+        finally:
+            client.close()
+
+    @staticmethod
+    def _answers(client: Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+class WorkerProcess:
+    """`sh -c <command>` from the repository root in a process group of its own, output to a file."""
+
+    def __init__(self, command: str, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["sh", "-c", command],
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self, tail: int = 6000) -> str:
+        text = self.log_path.read_text(errors="replace")
+        return f"--- {self.log_path.name} (last {tail} chars) ---\n{text[-tail:]}"
+
+    def group(self) -> list[int]:
+        """The processes still running in the worker's process group (zombies excluded)."""
+        return [pid for pid, state, _, group in processes() if group == self.process.pid and state != "Z"]
+
+    def wait_for_exit(self, timeout: float) -> bool:
+        """True once the worker and every process of its group have ended."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        deadline = time.monotonic() + 5
+        while self.group() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self.group()
+
+    def horses(self) -> list[int]:
+        """RQ work horses running under this worker (each one leads a process group of its own)."""
+        table = {pid: (state, group) for pid, state, _, group in processes()}
+        return [
+            pid
+            for pid in descendants(self.process.pid)
+            if table.get(pid, ("Z", 0))[1] == pid and table[pid][0] != "Z"
+        ]
+
+    def signal_group(self, signum: int) -> None:
+        # The whole group: `sh`, the worker, its work horse and RQ's scheduler process.
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+
+    def kill(self) -> None:
+        """A crash: SIGKILL to every process of the tree, work horses included (RQ puts each horse
+        in a process group of its own, so the group alone would leave a horse running)."""
+        self.signal_group(signal.SIGSTOP)  # nothing forks while the tree is walked
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        self.signal_group(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+@dataclass
+class Stack:
+    """One test's PostgreSQL database, private Redis, an app to seed and read with, and its workers."""
+
+    app: Flask
+    database_url: str
+    redis_server: RedisServer
+    redis: Redis
+    tmp_path: Path
+    workers: list[WorkerProcess]
+
+    def env(self, interval: int) -> dict[str, str]:
+        return {
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "HOME": str(self.tmp_path),
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_server.url,
+            "NOTIFY_INTERVAL_SECONDS": str(interval),
+            "JWT_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
+            "WEBHOOK_ALLOW_PRIVATE": "true",
+        }
+
+    def start_worker(self, interval: int = 1, command: str = "exec python worker.py") -> WorkerProcess:
+        log_path = self.tmp_path / f"worker-{len(self.workers) + 1}.log"
+        worker = WorkerProcess(command, self.env(interval), log_path)
+        self.workers.append(worker)
+        return worker
+
+    def rq_workers(self) -> list[Worker]:
+        try:
+            return Worker.all(connection=self.redis)
+        except RedisError:
+            return []
+
+    def scan_jobs(self) -> dict[str, str]:
+        """Every scan job this Redis has seen (results are kept 500 s): id -> status."""
+        queue = Queue("default", connection=self.redis)
+        ids = {
+            *queue.get_job_ids(),
+            *queue.started_job_registry.get_job_ids(),
+            *queue.finished_job_registry.get_job_ids(),
+            *queue.failed_job_registry.get_job_ids(),
+        }
+        jobs = [job for job in queue.job_class.fetch_many(sorted(ids), connection=self.redis) if job]
+        return {job.id: job.get_status() for job in jobs if job.func_name == SCAN_JOB}
+
+    def finished_scans(self) -> int:
+        return sum(1 for status in self.scan_jobs().values() if status == "finished")
+
+    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self.app.app_context(), db.connection_context():
+            return list(db.execute_sql(query, params).fetchall())
+
+
+@pytest.fixture
+def stack(postgres_url: str, tmp_path: Path) -> Iterator[Stack]:
+    empty_postgres(postgres_url)
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": postgres_url,
+            "REDIS_URL": redis_server.url,
+            "ARGON2_PARAMETERS": FAST_ARGON2,
+        }
+    )
+    redis = redis_server.client()
+    running = Stack(app, postgres_url, redis_server, redis, tmp_path, [])
+    try:
+        yield running
+    finally:
+        for worker in running.workers:
+            worker.kill()
+        redis.close()
+        redis_server.stop()
+        with suppress(Exception):
+            db.close_all()
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """What the database holds: (todo id, due date, done, owner's timezone) per todo."""
+
+    rows: list[tuple[int, date | None, bool, str]]
+
+    def due_soon(self, now: datetime) -> set[tuple[int, date]]:
+        """The oracle, written independently of the service: open, due today or tomorrow locally."""
+        result = set()
+        for todo_id, due_date, done, timezone in self.rows:
+            if done or due_date is None:
+                continue
+            today = now.astimezone(ZoneInfo(timezone)).date()
+            if today <= due_date <= today + timedelta(days=1):
+                result.add((todo_id, due_date))
+        return result
+
+
+def make_users(stack: Stack, count: int, webhook_url: str | None = None, prefix: str = "u") -> list[int]:
+    """`count` users over TIMEZONES; every third one has a webhook when a URL is given."""
+    ids = []
+    with stack.app.app_context(), db.connection_context():
+        for index in range(count):
+            hooked = webhook_url is not None and index % 3 == 0
+            user = User.create(
+                email=f"{prefix}{index}-{uuid.uuid4().hex[:6]}@example.com",
+                password_hash="not-a-real-hash",
+                timezone=TIMEZONES[index % len(TIMEZONES)],
+                webhook_url=webhook_url if hooked else None,
+                webhook_secret=channels.new_webhook_secret() if hooked else None,
+            )
+            ids.append(user.id)
+    return ids
+
+
+def insert_todos(stack: Stack, todos: list[dict[str, Any]]) -> None:
+    now = utcnow()
+    defaults = {"description": "", "priority": 3, "tags": [], "created_at": now, "updated_at": now}
+    with stack.app.app_context(), db.connection_context(), db.atomic():
+        for start in range(0, len(todos), 1000):
+            Todo.insert_many([{**defaults, **todo} for todo in todos[start : start + 1000]]).execute()
+
+
+def mixed_todos(user_ids: list[int], count: int, seed: int) -> list[dict[str, Any]]:
+    """Open and done todos due from two days ago to in three days, and some without a due date."""
+    rng = random.Random(seed)
+    utc_day = utcnow().date()
+    todos = []
+    for index in range(count):
+        offset = rng.choice([-2, -1, 0, 0, 1, 1, 2, 3, None])
+        todos.append(
+            {
+                "user": user_ids[index % len(user_ids)],
+                "title": f"todo {seed}-{index}",
+                "due_date": None if offset is None else utc_day + timedelta(days=offset),
+                "done": rng.random() < 0.15,
+            }
+        )
+    return todos
+
+
+def read_seeded(stack: Stack, since_id: int = 0) -> Seeded:
+    with stack.app.app_context(), db.connection_context():
+        query = (
+            Todo.select(Todo.id, Todo.due_date, Todo.done, User.timezone)
+            .join(User)
+            .where(Todo.id > since_id)
+            .tuples()
+        )
+        return Seeded(list(query))
+
+
+def notified(stack: Stack) -> list[tuple[int, date]]:
+    return [(row[0], row[1]) for row in stack.sql("SELECT todo_id, due_date FROM notifications")]
+
+
+def duplicates(stack: Stack) -> list[tuple[Any, ...]]:
+    return stack.sql(
+        "SELECT todo_id, due_date, COUNT(*) FROM notifications GROUP BY todo_id, due_date HAVING COUNT(*) > 1"
+    )
+
+
+def notification_count(stack: Stack) -> int:
+    return int(stack.sql("SELECT COUNT(*) FROM notifications")[0][0])
+
+
+def assert_exactly_once(stack: Stack, seeded: Seeded, started: datetime) -> None:
+    """One notification per eligible (todo, due date), none for the others, never two.
+
+    Eligibility is taken at the start and now: only a local midnight passing during the test
+    can make them differ, and then either answer is right for the todos concerned.
+    """
+    rows = notified(stack)
+    assert duplicates(stack) == []
+    assert len(rows) == len(set(rows))
+    at_start, at_end = seeded.due_soon(started), seeded.due_soon(utcnow())
+    assert at_start & at_end <= set(rows) <= at_start | at_end, (
+        f"missing {sorted((at_start & at_end) - set(rows))[:10]}, "
+        f"unexpected {sorted(set(rows) - (at_start | at_end))[:10]}"
+    )
+
+
+def all_notified(stack: Stack, seeded: Seeded, started: datetime) -> bool:
+    return seeded.due_soon(started) & seeded.due_soon(utcnow()) <= set(notified(stack))
+
+
+# --- a webhook receiver -----------------------------------------------------------------------------
+
+
+class Receiver:
+    """Records every webhook-id it is sent; holds each request until `release` is set."""
+
+    def __init__(self) -> None:
+        self.arrived: list[str] = []
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                receiver.arrived.append(self.headers.get("webhook-id", ""))
+                receiver.release.wait(timeout=30)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    yield running
+    running.close()
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+
+def test_two_workers_notify_each_eligible_todo_exactly_once_over_many_intervals(stack):
+    user_ids = make_users(stack, 14)
+    insert_todos(stack, mixed_todos(user_ids, 1500, seed=1))
+    seeded = read_seeded(stack)
+    started = utcnow()
+    assert len(seeded.due_soon(started)) > 300
+
+    ticking_since = time.monotonic()
+    workers = (stack.start_worker(interval=1), stack.start_worker(interval=1))
+    wait_for(lambda: len(stack.rq_workers()) == 2, 30, "two RQ workers registered", alive=workers)
+    wait_for(lambda: all_notified(stack, seeded, started), 60, "every due-soon todo notified", alive=workers)
+    assert_exactly_once(stack, seeded, started)
+
+    # Several more intervals with both tickers running: nothing new, nothing twice.
+    scans_then = stack.finished_scans()
+    wait_for(lambda: stack.finished_scans() >= scans_then + 5, 30, "five more scans", alive=workers)
+    assert_exactly_once(stack, seeded, started)
+
+    # Both processes worked the queue, and the shared lock kept the two tickers to one scan
+    # per interval between them (each one alone would enqueue one per interval).
+    assert all(worker.successful_job_count > 0 for worker in stack.rq_workers())
+    elapsed = time.monotonic() - ticking_since
+    assert len(stack.scan_jobs()) <= elapsed + 2, (len(stack.scan_jobs()), elapsed)
+
+
+def test_overlapping_scans_in_parallel_threads_create_each_notification_once(stack):
+    user_ids = make_users(stack, 14, webhook_url="https://hooks.example.com/todo")
+    insert_todos(stack, mixed_todos(user_ids, 1200, seed=2))
+    seeded = read_seeded(stack)
+    now = utcnow()
+    expected = seeded.due_soon(now)
+    assert len(expected) > 300
+    threads, barrier = 8, threading.Barrier(8)
+    reports: list[services.ScanReport] = []
+    errors: list[BaseException] = []
+
+    def scan() -> None:
+        try:
+            with stack.app.app_context(), db.connection_context():
+                barrier.wait(timeout=30)
+                reports.append(services.scan_due_soon(now=now, email=True, batch_size=40))
+        except BaseException as exc:  # reported below, with the other threads' results
+            errors.append(exc)
+
+    running = [threading.Thread(target=scan) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(reports) == threads
+
+    # Every notification was created by exactly one of the scans, with its deliveries.
+    created = [
+        (entry["todo_id"], date.fromisoformat(entry["due_date"]))
+        for report in reports
+        for entry in report.notified
+    ]
+    assert len(created) == len(set(created)) == len(expected)
+    assert set(created) == set(notified(stack)) == expected
+    assert duplicates(stack) == []
+    deliveries = [delivery_id for report in reports for delivery_id in report.deliveries]
+    assert len(deliveries) == len(set(deliveries))
+    per_channel = dict(stack.sql("SELECT channel, COUNT(*) FROM deliveries GROUP BY channel"))
+    hooked = stack.sql(
+        "SELECT COUNT(*) FROM notifications n JOIN users u ON u.id = n.user_id "
+        "WHERE u.webhook_url IS NOT NULL"
+    )[0][0]
+    assert per_channel == {"email": len(expected), "webhook": hooked}
+    assert len(deliveries) == len(expected) + hooked
+
+
+def test_sigkill_mid_scan_and_mid_delivery_then_restart_loses_and_duplicates_nothing(stack, receiver):
+    # 1500 due-soon todos (the scan takes a while); every 150th belongs to a webhook user,
+    # the last ones too, so that deliveries are created both before and after the first crash.
+    plain = make_users(stack, 6)
+    [hooked] = make_users(stack, 1, webhook_url=receiver.url, prefix="h")
+    utc_day = utcnow().date()
+    todos = [
+        {
+            "user": hooked if index % 150 == 0 or index >= 1495 else plain[index % len(plain)],
+            "title": f"crash {index}",
+            "due_date": utc_day + timedelta(days=index % 2),
+            "done": False,
+        }
+        for index in range(1500)
+    ]
+    todos += [{**todo, "title": "done", "done": True} for todo in todos[:100]]
+    todos += [{**todo, "title": "later", "due_date": utc_day + timedelta(days=5)} for todo in todos[:100]]
+    insert_todos(stack, todos)
+    seeded = read_seeded(stack)
+    started = utcnow()
+    eligible = len(seeded.due_soon(started))
+    assert eligible >= 1400  # UTC+14 and UTC-12 owners shift a few out of the window
+
+    # 1. Killed in the middle of its first scan: some notifications exist, not all.
+    first = stack.start_worker()
+    wait_for(
+        lambda: notification_count(stack) > 0, 30, "the first notifications", alive=(first,), interval=0.02
+    )
+    first.kill()
+    partial = notification_count(stack)
+    assert 0 < partial < eligible
+    assert duplicates(stack) == []
+
+    # 2. A new worker finishes the job; killed again while a webhook is on the wire.
+    second = stack.start_worker()
+    wait_for(lambda: all_notified(stack, seeded, started), 60, "the rest notified", alive=(second,))
+    wait_for(lambda: receiver.arrived, 30, "a webhook in flight", alive=(second,))
+    second.kill()
+    receiver.release.set()
+    in_flight = stack.sql(
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND lease_until IS NOT NULL"
+    )
+    assert in_flight[0][0] >= 1
+
+    # 3. Ten minutes later (leases and retry times aged), a third worker sends what was lost.
+    stack.sql(
+        "UPDATE deliveries SET lease_until = lease_until - interval '10 minutes', "
+        "next_attempt_at = next_attempt_at - interval '10 minutes' WHERE status = 'pending' RETURNING id"
+    )
+    third = stack.start_worker()
+    wait_for(
+        lambda: stack.sql("SELECT COUNT(*) FROM deliveries WHERE status <> 'delivered'")[0][0] == 0,
+        60,
+        "every webhook delivered",
+        alive=(third,),
+    )
+    assert_exactly_once(stack, seeded, started)
+    deliveries = stack.sql(
+        "SELECT n.id, d.channel, d.status, d.attempts FROM notifications n "
+        "JOIN users u ON u.id = n.user_id LEFT JOIN deliveries d ON d.notification_id = n.id "
+        "WHERE u.webhook_url IS NOT NULL ORDER BY n.id"
+    )
+    assert len(deliveries) >= 10
+    assert all(channel == "webhook" and status == "delivered" for _, channel, status, _ in deliveries)
+    assert len({row[0] for row in deliveries}) == len(deliveries)  # one delivery per notification
+    assert set(receiver.arrived) == {f"msg_{row[0]}" for row in deliveries}
+    assert max(row[3] for row in deliveries) == 2  # the one cut off mid-flight was sent again
+
+
+def _wait_until_idle_after_first_scan(stack: Stack, worker: WorkerProcess) -> Worker:
+    def idle() -> Worker | None:
+        found = stack.rq_workers()
+        if len(found) == 1 and found[0].successful_job_count >= 1 and found[0].get_state() == "idle":
+            return found[0]
+        return None
+
+    result: Worker = wait_for(
+        idle, 30, "the worker idle after its first scan", alive=(worker,), interval=0.05
+    )
+    return result
+
+
+def _outage_then_catch_up(
+    stack: Stack, worker: WorkerProcess, user_ids: list[int], started: datetime
+) -> None:
+    """Redis is down (the caller stopped it): create due-soon todos, keep the worker running for a few
+    seconds, bring Redis back on the same port, and expect them notified once, by the same process."""
+    # Only a scan that starts after this point can see the todos below, and none can start without Redis.
+    wait_for(lambda: not worker.horses(), 60, "the job under way to end", alive=(worker,))
+    last_id = max(row[0] for row in read_seeded(stack).rows)
+    count_before = notification_count(stack)
+    insert_todos(stack, mixed_todos(user_ids, 300, seed=7))
+    assert len(read_seeded(stack, since_id=last_id).due_soon(started)) > 50
+    outage_ends = time.monotonic() + 4
+    wait_for(lambda: time.monotonic() > outage_ends, 10, "four seconds of outage", alive=(worker,))
+    assert notification_count(stack) == count_before
+
+    stack.redis_server.start()
+    everything = read_seeded(stack)
+    wait_for(
+        lambda: all_notified(stack, everything, started), 30, "catching up after the outage", alive=(worker,)
+    )
+    assert_exactly_once(stack, everything, started)
+
+
+def test_idle_worker_rides_out_a_redis_outage_and_catches_up_without_a_restart(stack):
+    user_ids = make_users(stack, 7)
+    insert_todos(stack, mixed_todos(user_ids, 300, seed=3))
+    seeded, started = read_seeded(stack), utcnow()
+    # A long interval: Redis goes away while the worker waits for jobs. Redis comes back empty,
+    # so the ticker's lock is gone and the next scan is enqueued at once.
+    worker = stack.start_worker(interval=3600)
+    _wait_until_idle_after_first_scan(stack, worker)
+    assert_exactly_once(stack, seeded, started)
+    stack.redis_server.stop()
+    _outage_then_catch_up(stack, worker, user_ids, started)
+
+
+def test_busy_worker_rides_out_a_redis_outage_and_catches_up_without_a_restart(stack):
+    user_ids = make_users(stack, 7)
+    insert_todos(stack, mixed_todos(user_ids, 1500, seed=6))
+    seeded, started = read_seeded(stack), utcnow()
+    worker = stack.start_worker(interval=1)
+    # Redis goes away while a scan runs; the scan (database only) carries on to its end.
+    wait_for(lambda: notification_count(stack) > 0, 30, "a scan under way", alive=(worker,), interval=0.02)
+    stack.redis_server.stop()
+    wait_for(lambda: all_notified(stack, seeded, started), 60, "the scan to finish", alive=(worker,))
+    _outage_then_catch_up(stack, worker, user_ids, started)
+
+
+def test_sigterm_stops_an_idle_worker_promptly(stack):
+    # A long interval: after its first scan the worker waits for jobs, as it does most of the time.
+    # (RQ raises StopRequested from its handler when idle, and Worker.work() swallows it: run_worker
+    # must still see the request and not start another RQ worker.)
+    worker = stack.start_worker(interval=3600)
+    _wait_until_idle_after_first_scan(stack, worker)
+    worker.signal_group(signal.SIGTERM)  # what a platform sends to every process of the worker
+    assert worker.wait_for_exit(15), "still running 15 s after SIGTERM:\n" + worker.output()
+    assert worker.process.returncode in (0, -signal.SIGTERM), worker.output()
+
+
+def test_sigterm_during_a_scan_lets_the_scan_finish_then_exits(stack):
+    user_ids = make_users(stack, 7)
+    insert_todos(stack, mixed_todos(user_ids, 1500, seed=5))
+    seeded = read_seeded(stack)
+    started = utcnow()
+    worker = stack.start_worker(interval=3600)
+    wait_for(lambda: notification_count(stack) > 0, 30, "the scan under way", alive=(worker,), interval=0.02)
+    worker.signal_group(signal.SIGTERM)
+    assert worker.wait_for_exit(15), "still running 15 s after SIGTERM:\n" + worker.output()
+    assert worker.process.returncode in (0, -signal.SIGTERM), worker.output()
+    # A warm shutdown: the scan under way ran to its end, once.
+    assert_exactly_once(stack, seeded, started)
+
+
+# worker.py with the app's Redis pool warmed first. In worker.py the Ticker thread races run_worker
+# for the first connection, and every later RQ worker of run_worker reuses the pool: connections
+# opened before RQ raises the pool's socket timeout keep the app's 5 s. Warming the pool makes the
+# race's losing outcome certain.
+WARM_POOL_FIRST = """
+from todoapi.notifications.jobs import scan_due_soon
+from todoapi.queue import get_redis, run_worker
+from wsgi import app
+
+with app.app_context():
+    pool = get_redis().connection_pool
+    held = [pool.get_connection() for _ in range(8)]
+    for connection in held:
+        pool.release(connection)
+run_worker(app, every={scan_due_soon: app.config["NOTIFY_INTERVAL_SECONDS"]})
+"""
+
+
+def test_an_idle_worker_keeps_waiting_for_jobs_while_redis_is_up(stack):
+    worker = stack.start_worker(interval=3600, command="exec python -c " + shlex.quote(WARM_POOL_FIRST))
+    name = _wait_until_idle_after_first_scan(stack, worker).name
+    watch_until = time.monotonic() + 12
+    while time.monotonic() < watch_until:
+        assert worker.alive, worker.output()
+        names = {found.name for found in stack.rq_workers()}
+        assert names == {name}, f"the RQ worker {name} was replaced by {names}\n{worker.output()}"
+        time.sleep(0.2)
