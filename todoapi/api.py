@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import flask_smorest
+import flask_smorest.etag
 from flask import Flask, Request, Response, request
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
@@ -115,6 +116,17 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 class Api(flask_smorest.Api):
+    def _register_etag_headers(self) -> None:
+        # Our If-Match is optional (see Blueprint above): document it so.
+        self.spec.components.parameter(
+            "IF_NONE_MATCH", "header", flask_smorest.etag.IF_NONE_MATCH_HEADER, lazy=True
+        )
+        self.spec.components.parameter(
+            "IF_MATCH", "header", {**flask_smorest.etag.IF_MATCH_HEADER, "required": False}, lazy=True
+        )
+        if self.spec.openapi_version.major >= 3:
+            self.spec.components.header("ETAG", flask_smorest.etag.ETAG_HEADER, lazy=True)
+
     def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, dict[str, str]]:
         payload, code, headers = super().handle_http_exception(error)
         headers = dict(headers or {})

@@ -74,7 +74,7 @@ class Me(MethodView):
         return caller()
 
     @login_required
-    @me_blp.arguments(UserUpdateSchema)
+    @me_blp.arguments(UserUpdateSchema, required=False)
     @me_blp.response(200, UserUpdatedSchema)
     @me_blp.alt_response(403, schema=ErrorSchema, description="The current password is wrong.")
     def patch(self, data: dict[str, Any]) -> User:

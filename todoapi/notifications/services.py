@@ -13,6 +13,7 @@ from peewee import IntegrityError, Tuple, fn, prefetch
 from todoapi.db import db
 from todoapi.errors import NotFound
 from todoapi.models import Delivery, Notification, Todo, User, utcnow
+from todoapi.todos.services import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +215,8 @@ def list_notifications(user_id: int, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def mark_read(user_id: int, notification_id: int, now: datetime | None = None) -> Notification:
+    if notification_id > MAX_ID:
+        raise NotFound("Notification not found.")
     owned = (Notification.user == user_id) & (Notification.id == notification_id)
     Notification.update(read_at=now or utcnow()).where(owned & Notification.read_at.is_null()).execute()
     if not Notification.select().where(owned).exists():

@@ -89,7 +89,7 @@ class TodoById(MethodView):
         return services.get_todo(caller().id, todo_id)
 
     @login_required
-    @blp.arguments(TodoUpdateSchema)
+    @blp.arguments(TodoUpdateSchema, required=False)
     @blp.response(200, TodoSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such todo for this user.")
     def patch(self, changes: dict[str, Any], todo_id: int) -> Todo:

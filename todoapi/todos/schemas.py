@@ -46,7 +46,8 @@ class TodoUpdateSchema(Schema):
 class IdempotencyHeaderSchema(Schema):
     key = Text(
         data_key="Idempotency-Key",
-        validate=Regexp(r"[\x21-\x7e]{1,255}\Z", error="1-255 visible ASCII characters."),
+        # Valid as Python and as ECMA-262 (the pattern is published in the OpenAPI document).
+        validate=Regexp(r"^[!-~]{1,255}$", error="1-255 visible ASCII characters."),
         metadata={
             "description": "Retry-safe create: same key and body within 24 h replays the first response."
         },
@@ -90,7 +91,8 @@ class TodoQueryArgsSchema(Schema):
     sort = SortField(
         load_default=lambda: [("created_at", True)],
         metadata={
-            "description": "Comma-separated keys among " + ", ".join(SORT_KEYS) + "; '-' for descending."
+            "description": "Comma-separated keys among " + ", ".join(SORT_KEYS) + "; '-' for descending.",
+            "pattern": "^-?({0})(,-?({0}))*$".format("|".join(SORT_KEYS)),
         },
     )
 

@@ -106,7 +106,12 @@ def _fingerprint(request_body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+MAX_ID = 2**63 - 1  # larger path ids overflow the databases' integers: they name nothing
+
+
 def get_todo(user_id: int, todo_id: int) -> Todo:
+    if todo_id > MAX_ID:
+        raise NotFound("Todo not found.")
     todo = Todo.owned_by(user_id).where(Todo.id == todo_id).first()
     if todo is None:
         raise NotFound("Todo not found.")
@@ -114,6 +119,8 @@ def get_todo(user_id: int, todo_id: int) -> Todo:
 
 
 def _get_locked(user_id: int, todo_id: int, precondition: Precondition) -> Todo:
+    if todo_id > MAX_ID:
+        raise NotFound("Todo not found.")
     todo = for_update(Todo.owned_by(user_id).where(Todo.id == todo_id)).first()
     if todo is None:
         raise NotFound("Todo not found.")
