@@ -1,0 +1,1 @@
+"""The benchmark harness (`python bench/run.py`); not part of the service, never run in CI."""
