@@ -203,16 +203,34 @@ def _endpoint_rows(runs: dict[str, dict[str, Any]]) -> list[str]:
         rows.append(
             f"| {run['label']} | {_who(key)} | {fmt(run['rps'], 1)} "
             f"| {fmt(lat['p50'])} | {fmt(lat['p99'])} | "
-            f"{fmt(run['p99_over_p50'])} | {run['error_count']} | {fmt(run['cpu_ms_per_request'], 3)} | "
+            f"{fmt(run['p99_over_p50'])} | {run['error_count']} | {_cpu_cell(run)} | "
             f"{fmt(run.get('ceiling_ratio'))} |"
         )
     return rows
+
+
+def _cpu_cell(run: dict[str, Any]) -> str:
+    spread = run.get("cpu_ms_per_request_range")
+    cell = fmt(run["cpu_ms_per_request"], 3)
+    return f"{cell} ({fmt(spread[0], 2)}..{fmt(spread[1], 2)})" if spread else cell
 
 
 HEADER = (
     "| endpoint | user | req/s | p50 ms | p99 ms | p99/p50 | errors | server CPU ms/req | x ceiling |\n"
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 )
+
+
+def rounds_note(result: dict[str, Any]) -> str:
+    repeat = result["settings"].get("repeat", 1)
+    seconds = result["settings"]["duration_s"]
+    if repeat <= 1:
+        return f"Each endpoint: one wrk run of {seconds} s."
+    return (
+        f"Each endpoint: {repeat} rounds of {seconds} s, the ceiling and the small dataset interleaved "
+        "with the large one; the tables give medians (req/s, percentiles, CPU/request; CPU's min..max "
+        "across rounds in brackets) and the error total. Login: one run."
+    )
 
 
 def shared_note(result: dict[str, Any]) -> str:
@@ -247,6 +265,8 @@ def markdown_db(result: dict[str, Any]) -> str:
         f"Typical user: {large['todos']} todos in both. gunicorn workers: {result.get('workers')}.",
         "",
         shared_note(result),
+        "",
+        rounds_note(result),
         "",
         "| target | result | measured |",
         "| --- | --- | --- |",
@@ -433,6 +453,10 @@ def _short(frame: str) -> str:
 
 # The usual suspects: the share of samples with any frame matching (inclusive).
 SUSPECTS = {
+    # layers: all of Flask (the rest is gunicorn's HTTP handling), and the view with its decorators
+    # (JWT, argument parsing, serialisation); Flask minus view = request hooks, routing, response
+    "Flask app, all (Flask.wsgi_app)": r"^Flask\.wsgi_app \(",
+    "view incl. decorators (MethodView.dispatch_request)": r"^MethodView\.dispatch_request \(",
     "request log line (JSON logging)": r"^Logger\.(info|_log|handle) \(",
     "metrics (prometheus_client)": r"\(prometheus_client/",
     "JWT verification + session/user query": r"^verify_jwt_in_request \(",
@@ -444,7 +468,8 @@ SUSPECTS = {
     "rows to model instances": r"^(BaseModelCursorWrapper|ModelObjectCursorWrapper|CursorWrapper)\.",
     "COUNT for `total`": r"^SelectBase\.count \(",
     "connection pool checkout/return": r"^(Database\.connect|Database\.close|PooledDatabase\.\w+) \(",
-    "ETag (flask-smorest)": r"\(flask_smorest/etag\.py\)",
+    # the ETag work itself, not the decorator's wrapper around the whole view
+    "ETag (flask-smorest)": r"^(EtagMixin\.(_\w+|check_etag|set_etag)|_get_etag_ctx) \(flask_smorest/etag",
     "argon2": r"\(argon2/",
 }
 

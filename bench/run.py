@@ -19,6 +19,7 @@ import re
 import secrets
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,7 @@ class Config:
     reseed: bool
     scan: bool
     profile: list[str]
+    repeat: int
     data_dir: Path
     pg_admin_url: str
     redis_url: str
@@ -242,13 +244,15 @@ def wait_idle(server: Gunicorn, db: Database | None, timeout: float = 120) -> fl
     return round(time.monotonic() - started, 1)
 
 
-def measure(cfg: Config, server: Gunicorn, db: Database | None, spec: Spec) -> dict[str, Any]:
+def measure(
+    cfg: Config, server: Gunicorn, db: Database | None, spec: Spec, warmup: int = 0, tag: str = ""
+) -> dict[str, Any]:
     wait_idle(server, db)
     sanity = sanity_check(server, spec)
     env = wrk_env(cfg, spec)
-    if cfg.warmup:
-        warmup = wrk_argv(cfg, server.base_url, spec.script, cfg.warmup, spec.timeout)
-        subprocess.run(warmup, env=env, capture_output=True, check=False)
+    if warmup:
+        argv = wrk_argv(cfg, server.base_url, spec.script, warmup, spec.timeout)
+        subprocess.run(argv, env=env, capture_output=True, check=False)
     idle_wait_s = wait_idle(server, db)
     seconds = max(cfg.duration, spec.min_seconds)
     offset = server.log_size()
@@ -269,7 +273,7 @@ def measure(cfg: Config, server: Gunicorn, db: Database | None, spec: Spec) -> d
     result["idle_wait_before_s"] = idle_wait_s
     result["server_statuses"] = server.statuses_since(offset)
     say(
-        f"  {spec.key:<20} {result['rps']:>8.1f} req/s  p50 {result['latency_ms']['p50']:>7.2f} ms  "
+        f"  {tag or spec.key:<20} {result['rps']:>8.1f} req/s  p50 {result['latency_ms']['p50']:>7.2f} ms  "
         f"p99 {result['latency_ms']['p99']:>7.2f} ms  errors {result['error_count']}  "
         f"cpu {report.fmt(result['cpu_ms_per_request'], 3)} ms/req  "
         f"(others on the machine: {result['cpu_ms']['others'] / 1000 / max(result['seconds'], 1):.2f} cores)"
@@ -348,93 +352,166 @@ def list_specs(prefix: str, token: str) -> list[Spec]:
 # --- phases -------------------------------------------------------------------------------------
 
 
-def bench_ceiling(cfg: Config, secret: str) -> dict[str, Any]:
-    with serve(cfg, "ceiling", "bench.ceiling:app", app_env(cfg, None, secret)) as server:
-        spec = Spec("ceiling", "GET /todos (bare Flask, 50 fixed dicts)", path="/todos")
-        result = measure(cfg, server, None, spec)
-        result["workers"] = len(server.workers())
-        return result
+def large_specs(cfg: Config, server: Gunicorn, tokens: dict[str, str]) -> tuple[list[Spec], dict[str, str]]:
+    """Every endpoint run against the large dataset, and the environment of the soak's mix."""
+    items = http("GET", server.base_url + "/todos?limit=1", tokens["typical"]).json()["items"]
+    typical_id = items[0]["id"]
+    writer_page = http("GET", server.base_url + "/todos?limit=100", tokens["writer"]).json()["items"]
+    writer_ids = ",".join(str(item["id"]) for item in writer_page)
+    users = str(cfg.large.users)
+    specs = [
+        Spec("health", "GET /health", path="/health"),
+        *list_specs("typical", tokens["typical"]),
+        Spec("typical.get", "GET /todos/{id}", path=f"/todos/{typical_id}", token=tokens["typical"]),
+        Spec("typical.stats", "GET /stats", path="/stats", token=tokens["typical"]),
+        *list_specs("heavy", tokens["heavy"]),
+        Spec("heavy.stats", "GET /stats", path="/stats", token=tokens["heavy"]),
+        Spec(
+            "writer.patch",
+            "PATCH /todos/{id}",
+            method="PATCH",
+            script="patch",
+            token=tokens["writer"],
+            read=False,
+            env={"BENCH_IDS": writer_ids},
+        ),
+        Spec(
+            "writer.post",
+            "POST /todos",
+            method="POST",
+            path="/todos",
+            body=POST_BODY,
+            token=tokens["writer"],
+            read=False,
+        ),
+        Spec(
+            "login",
+            "POST /auth/login",
+            method="POST",
+            path="/auth/login",
+            script="login",
+            read=False,
+            env={"BENCH_USERS": users, "BENCH_FIRST_USER": str(FIRST_LOGIN_USER)},
+            # 16 concurrent argon2 hashes share the CPU and finish together: a short run
+            # on a busy machine can end before any completes.
+            min_seconds=20,
+            timeout=60,
+        ),
+    ]
+    soak_env = {
+        "BENCH_TOKEN_TYPICAL": tokens["typical"],
+        "BENCH_TOKEN_HEAVY": tokens["heavy"],
+        "BENCH_TOKEN_WRITER": tokens["writer"],
+        "BENCH_LIST_PATHS": " ".join(LIST_PATHS.values()),
+        "BENCH_TYPICAL_ID": str(typical_id),
+        "BENCH_IDS": writer_ids,
+        "BENCH_USERS": users,
+        "BENCH_FIRST_USER": str(FIRST_LOGIN_USER),
+    }
+    return specs, soak_env
 
 
-def bench_small(cfg: Config, db: Database, secret: str) -> dict[str, dict[str, Any]]:
-    with serve(cfg, f"{db.kind}-small", "wsgi:app", app_env(cfg, db, secret)) as server:
-        token = login(server, TYPICAL)
-        specs = [
-            *list_specs("typical", token),
-            Spec("typical.stats", "GET /stats", path="/stats", token=token),
-        ]
-        return {spec.key: measure(cfg, server, db, spec) for spec in specs}
+def _median(values: list[Any], digits: int = 3) -> Any:
+    present = sorted(v for v in values if v is not None)
+    return round(statistics.median(present), digits) if present else None
 
 
-def bench_large(cfg: Config, db: Database, secret: str, result: dict[str, Any]) -> None:
-    env = app_env(cfg, db, secret)
-    with serve(cfg, f"{db.kind}-large", "wsgi:app", env) as server:
-        result["workers"] = len(server.workers())
-        tokens = {
-            who: login(server, n) for who, n in (("typical", TYPICAL), ("heavy", HEAVY), ("writer", WRITER))
-        }
-        typical_id = http("GET", server.base_url + "/todos?limit=1", tokens["typical"]).json()["items"][0][
-            "id"
-        ]
-        writer_page = http("GET", server.base_url + "/todos?limit=100", tokens["writer"]).json()["items"]
-        writer_ids = ",".join(str(item["id"]) for item in writer_page)
-        users = str(cfg.large.users)
-        specs = [
-            Spec("health", "GET /health", path="/health"),
-            *list_specs("typical", tokens["typical"]),
-            Spec("typical.get", "GET /todos/{id}", path=f"/todos/{typical_id}", token=tokens["typical"]),
-            Spec("typical.stats", "GET /stats", path="/stats", token=tokens["typical"]),
-            *list_specs("heavy", tokens["heavy"]),
-            Spec("heavy.stats", "GET /stats", path="/stats", token=tokens["heavy"]),
-            Spec(
-                "writer.patch",
-                "PATCH /todos/{id}",
-                method="PATCH",
-                script="patch",
-                token=tokens["writer"],
-                read=False,
-                env={"BENCH_IDS": writer_ids},
-            ),
-            Spec(
-                "writer.post",
-                "POST /todos",
-                method="POST",
-                path="/todos",
-                body=POST_BODY,
-                token=tokens["writer"],
-                read=False,
-            ),
-            Spec(
-                "login",
-                "POST /auth/login",
-                method="POST",
-                path="/auth/login",
-                script="login",
-                read=False,
-                env={"BENCH_USERS": users, "BENCH_FIRST_USER": str(FIRST_LOGIN_USER)},
-                # 16 concurrent argon2 hashes share the CPU and finish together: a short run
-                # on a busy machine can end before any completes.
-                min_seconds=20,
-                timeout=60,
-            ),
-        ]
-        runs = result.setdefault("runs", {})
-        for spec in specs:
-            runs[spec.key] = measure(cfg, server, db, spec)
-        if cfg.profile:
-            result["profile"] = profile(cfg, server, {spec.key: spec for spec in specs})
-        if cfg.soak_minutes > 0:
-            soak_env = {
-                "BENCH_TOKEN_TYPICAL": tokens["typical"],
-                "BENCH_TOKEN_HEAVY": tokens["heavy"],
-                "BENCH_TOKEN_WRITER": tokens["writer"],
-                "BENCH_LIST_PATHS": " ".join(LIST_PATHS.values()),
-                "BENCH_TYPICAL_ID": str(typical_id),
-                "BENCH_IDS": writer_ids,
-                "BENCH_USERS": users,
-                "BENCH_FIRST_USER": str(FIRST_LOGIN_USER),
+def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several measurements of one endpoint: medians of the rates, percentiles and CPU/request,
+    sums of requests and errors, and every round kept compactly."""
+    if len(rounds) == 1:
+        return {**rounds[0], "rounds": 1}
+    cpu = [r["cpu_ms_per_request"] for r in rounds]
+    out = dict(rounds[0])
+    statuses: dict[str, int] = {}
+    for r in rounds:
+        for status, n in r["server_statuses"].items():
+            statuses[status] = statuses.get(status, 0) + n
+    out.update(
+        rounds=len(rounds),
+        requests=sum(r["requests"] for r in rounds),
+        seconds=round(sum(r["seconds"] for r in rounds), 2),
+        rps=_median([r["rps"] for r in rounds], 1),
+        latency_ms={k: _median([r["latency_ms"][k] for r in rounds]) for k in rounds[0]["latency_ms"]},
+        p99_over_p50=_median([r["p99_over_p50"] for r in rounds], 2),
+        errors={k: sum(r["errors"][k] for r in rounds) for k in rounds[0]["errors"]},
+        error_count=sum(r["error_count"] for r in rounds),
+        cpu_ms={k: round(sum(r["cpu_ms"][k] for r in rounds), 1) for k in rounds[0]["cpu_ms"]},
+        cpu_ms_per_request=_median(cpu, 4),
+        cpu_ms_per_request_range=[min(c for c in cpu if c is not None), max(c for c in cpu if c is not None)]
+        if any(c is not None for c in cpu)
+        else None,
+        server_statuses=statuses,
+        per_round=[
+            {
+                "rps": r["rps"],
+                "p50": r["latency_ms"]["p50"],
+                "p99": r["latency_ms"]["p99"],
+                "cpu_ms_per_request": r["cpu_ms_per_request"],
+                "errors": r["error_count"],
+                "others_cores": round(r["cpu_ms"]["others"] / max(r["seconds"], 1e-9) / 1000, 2),
             }
-            result["soak"] = soak(cfg, server, db, env, soak_env)
+            for r in rounds
+        ],
+    )
+    return out
+
+
+def bench_endpoints(
+    cfg: Config, large: Database, small: Database, secret: str, result: dict[str, Any]
+) -> None:
+    """The ceiling, the small and the large dataset served side by side, so that the numbers that
+    are compared (scaling, x ceiling) are measured back to back, in `cfg.repeat` rounds."""
+    kind = large.kind
+    with contextlib.ExitStack() as stack:
+        ceiling = stack.enter_context(serve(cfg, "ceiling", "bench.ceiling:app", app_env(cfg, None, secret)))
+        small_srv = stack.enter_context(serve(cfg, f"{kind}-small", "wsgi:app", app_env(cfg, small, secret)))
+        env = app_env(cfg, large, secret)
+        large_srv = stack.enter_context(serve(cfg, f"{kind}-large", "wsgi:app", env))
+        result["workers"] = len(large_srv.workers())
+        small_token = login(small_srv, TYPICAL)
+        tokens = {
+            who: login(large_srv, n)
+            for who, n in (("typical", TYPICAL), ("heavy", HEAVY), ("writer", WRITER))
+        }
+        specs, soak_env = large_specs(cfg, large_srv, tokens)
+        by_key = {spec.key: spec for spec in specs}
+        small_specs = {
+            spec.key: spec
+            for spec in [
+                *list_specs("typical", small_token),
+                Spec("typical.stats", "GET /stats", path="/stats", token=small_token),
+            ]
+        }
+        ceiling_spec = Spec("ceiling", "GET /todos (bare Flask, 50 fixed dicts)", path="/todos")
+        # Reads first; each typical read on the small dataset right before the same on the large.
+        plan: list[tuple[str, Gunicorn, Database | None, Spec]] = [("ceiling", ceiling, None, ceiling_spec)]
+        for spec in specs:
+            if spec.key in small_specs:
+                plan.append(("small", small_srv, small, small_specs[spec.key]))
+            plan.append(("large", large_srv, large, spec))
+        measured: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for round_no in range(cfg.repeat):
+            if cfg.repeat > 1:
+                say(f"{kind}: round {round_no + 1} of {cfg.repeat}")
+            for bucket, server, db, spec in plan:
+                if spec.key == "login" and round_no < cfg.repeat - 1:
+                    continue  # slow, and only its rate is asked for: once
+                warmup = cfg.warmup if round_no == 0 else min(cfg.warmup, 1)
+                tag = f"{'small:' if bucket == 'small' else ''}{spec.key}"
+                measured.setdefault((bucket, spec.key), []).append(
+                    measure(cfg, server, db, spec, warmup=warmup, tag=tag)
+                )
+        result["ceiling"] = aggregate(measured.pop(("ceiling", "ceiling")))
+        result["ceiling"]["workers"] = len(ceiling.workers())
+        result["small_runs"] = {k: aggregate(v) for (b, k), v in measured.items() if b == "small"}
+        result["runs"] = {k: aggregate(v) for (b, k), v in measured.items() if b == "large"}
+        ceiling.stop()
+        small_srv.stop()
+        if cfg.profile:
+            result["profile"] = profile(cfg, large_srv, by_key)
+        if cfg.soak_minutes > 0:
+            result["soak"] = soak(cfg, large_srv, large, env, soak_env)
 
 
 def soak(
@@ -786,6 +863,7 @@ def bench_database(cfg: Config, kind: str, machine: dict[str, Any]) -> dict[str,
             "wrk_threads": cfg.threads,
             "wrk_timeout_s": cfg.timeout,
             "soak_minutes": cfg.soak_minutes,
+            "repeat": cfg.repeat,
         },
         "datasets": {
             "large": large.ensure(cfg.reseed, log, say),
@@ -795,13 +873,13 @@ def bench_database(cfg: Config, kind: str, machine: dict[str, Any]) -> dict[str,
     result["argon2"] = argon2_parameters(large, secret)
     large.close()
     small.close()
-    result["ceiling"] = bench_ceiling(cfg, secret)
-    say(f"{kind}: small dataset ({cfg.small.total:,} todos) for the scaling ratio")
-    result["small_runs"] = bench_small(cfg, small, secret)
-    small.close()
-    say(f"{kind}: large dataset ({cfg.large.total:,} todos)")
-    bench_large(cfg, large, secret, result)
+    say(
+        f"{kind}: ceiling, small ({cfg.small.total:,} todos) and large ({cfg.large.total:,} todos) datasets, "
+        f"{cfg.repeat} round(s)"
+    )
+    bench_endpoints(cfg, large, small, secret, result)
     large.close()
+    small.close()
     if cfg.scan:
         say(f"{kind}: due-soon scan")
         result["scan"] = bench_scan(cfg, large, small)
@@ -826,6 +904,11 @@ def parse_args(argv: list[str]) -> Config:
     parser.add_argument("--soak-minutes", type=float, help="mixed-load soak (full 10, quick 2); 0 skips it")
     parser.add_argument("--no-soak", action="store_true", help="same as --soak-minutes 0")
     parser.add_argument("--no-scan", action="store_true", help="skip the due-soon scan timing")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        help="rounds over every endpoint; medians are reported (full 3, quick 1; login runs once)",
+    )
     parser.add_argument("--reseed", action="store_true", help="drop and seed the datasets again")
     parser.add_argument(
         "--profile",
@@ -870,6 +953,7 @@ def parse_args(argv: list[str]) -> Config:
         reseed=args.reseed,
         scan=not args.no_scan,
         profile=[key for key in args.profile.split(",") if key],
+        repeat=max(1, args.repeat or (1 if quick else 3)),
         data_dir=args.data_dir.resolve(),
         pg_admin_url=args.pg_admin_url,
         redis_url=args.redis_url,
@@ -894,9 +978,13 @@ def main(argv: list[str]) -> int:
     cfg = parse_args(argv)
     if cfg.report_only:
         results = [json.loads(path.read_text()) for path in cfg.report_only]
-        for result in results:  # verdicts and ratios from today's rules
+        for result in results:  # verdicts, ratios and hotspots from today's rules
             report.add_ratios(result)
             result["targets"] = report.evaluate(result)
+            for entry in result.get("profile", {}).values():
+                files = [ROOT / name for name in entry.get("raw_files", [])]
+                if files and all(f.exists() for f in files):
+                    entry.update(report.hotspots(files))
         summary = report.markdown(results)
         print(summary)
         if cfg.update_benchmarks:
