@@ -101,12 +101,13 @@ class Blueprint(flask_smorest.Blueprint):
         doc.get("responses", {}).pop(428, None)
         return doc
 
-    def if_match(self, schema: Schema) -> Callable[[Any], bool] | None:
-        """A predicate telling whether an object still has the ETag the client sent, or None."""
+    def if_match(self, render: Callable[[Any], Any]) -> Callable[[Any], bool] | None:
+        """A predicate telling whether an object, as `render` shows it, still has the ETag the
+        client sent; None when none was sent."""
         if not request.if_match:
             return None
         wanted = request.if_match
-        return lambda obj: self._generate_etag(schema.dump(obj)) in wanted  # `*` matches any
+        return lambda obj: self._generate_etag(render(obj)) in wanted  # `*` matches any
 
     # Document a json_or_form argument as a request body (JSON; the form is added per view).
     DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {

@@ -5,6 +5,7 @@ from typing import Any
 
 from peewee import (
     AutoField,
+    BigIntegerField,
     BooleanField,
     CharField,
     CompositeKey,
@@ -56,6 +57,8 @@ class User(BaseModel):
     webhook_url = TextField(null=True)
     webhook_secret = CharField(max_length=128, null=True)
     created_at = UTCDateTimeField(default=utcnow)
+    # Bumped in the same transaction as every change to the user's todos (migration 0004).
+    todo_revision = BigIntegerField(default=0)
 
     class Meta:
         table_name = "users"

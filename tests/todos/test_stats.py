@@ -9,6 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from todoapi.db import db
+from todoapi.models import User
 from todoapi.todos.services import todo_stats
 
 KEYS = {"total", "done", "undone", "overdue", "due_today", "due_soon", "by_priority", "by_tag"}
@@ -218,7 +219,9 @@ def test_todo_stats_across_the_date_line(app, client, auth):
     with app.app_context():
         for now, local_dates in DATE_LINE_CASES:
             for timezone, today in zip(ZONES, local_dates, strict=True):
-                body = todo_stats(user_id, timezone, now=now)
+                user = User.get_by_id(user_id)
+                user.timezone = timezone
+                body = todo_stats(user, now=now)
                 assert pick(body, "total", "done", "undone") == {"total": len(JUNE), "done": 2, "undone": 16}
                 got, want = pick(body, "overdue", "due_today", "due_soon"), due_counts(JUNE, today)
                 if got != want:
@@ -256,7 +259,9 @@ def test_todo_stats_across_daylight_saving_changes(app, client, auth):
     wrong = {}
     with app.app_context():
         for now, today in DST_CASES:
-            got = pick(todo_stats(user_id, NEW_YORK, now=now), "overdue", "due_today", "due_soon")
+            user = User.get_by_id(user_id)
+            user.timezone = NEW_YORK
+            got = pick(todo_stats(user, now=now), "overdue", "due_today", "due_soon")
             if got != due_counts(DST, today):
                 wrong[f"{now:%Y-%m-%d %H:%M}Z"] = (got, due_counts(DST, today))
     assert not wrong

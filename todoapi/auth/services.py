@@ -95,14 +95,26 @@ def end_session(session_id: str) -> None:
     Session.delete().where(Session.id == session_id).execute()
 
 
+def _session_user_query(session_id: str, user_id: int, refresh_jti: str | None) -> Any:
+    query = User.select().join(Session).where((Session.id == session_id) & (Session.user == user_id))
+    if refresh_jti is not None:
+        query = query.where(Session.refresh_jti == refresh_jti)
+    return query  # sessions.id is the key: one row at most
+
+
+@lru_cache(maxsize=8)
+def _session_user_sql(dialect: str, by_refresh: bool) -> str:
+    # Every authenticated request runs this query: its SQL is built once per dialect, not per call.
+    return str(_session_user_query("", 0, "" if by_refresh else None).sql()[0])
+
+
 def session_user(session_id: Any, user_id: Any, refresh_jti: str | None = None) -> User | None:
     """The owner of a live session, or None when the session or the user is gone."""
     if not isinstance(session_id, str) or not isinstance(user_id, str) or not user_id.isdigit():
         return None
-    query = User.select().join(Session).where((Session.id == session_id) & (Session.user == int(user_id)))
-    if refresh_jti is not None:
-        query = query.where(Session.refresh_jti == refresh_jti)
-    return query.first()
+    params = [session_id, int(user_id)] if refresh_jti is None else [session_id, int(user_id), refresh_jti]
+    sql = _session_user_sql(type(db.obj).__name__, refresh_jti is not None)
+    return next(iter(User.raw(sql, *params)), None)
 
 
 def _set_webhook(user: User, url: str | None, allow_private: bool) -> None:

@@ -1,0 +1,80 @@
+"""The hot paths render todos without marshmallow: the bodies must stay what the schema documents,
+and cached totals/stats must follow every change."""
+
+from datetime import date
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from todoapi.models import Todo
+from todoapi.todos.schemas import TodoSchema
+from todoapi.todos.services import todo_json
+
+TAG = st.text(alphabet="abcxyz-", min_size=1, max_size=10)
+BODIES = st.fixed_dictionaries(
+    {
+        "title": st.text(
+            alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30
+        ).filter(str.strip),
+        "description": st.text(max_size=30).map(lambda text: text.replace("\x00", "")),
+        "priority": st.integers(1, 5),
+        "due_date": st.none() | st.dates(date(1, 1, 1), date(9999, 12, 31)).map(date.isoformat),
+        "tags": st.lists(TAG, max_size=4),
+    }
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES)
+def test_rendered_todo_equals_the_schema_dump(app, client, auth, body):
+    created = client.post("/todos", json=body, headers=auth)
+    assert created.status_code == 201, created.json
+    with app.app_context():
+        todo = Todo.get_by_id(created.json["id"])
+        assert todo_json(todo) == TodoSchema().dump(todo)
+    listed = client.get("/todos?limit=1", headers=auth).json["items"][0]
+    assert listed == created.json == client.get(f"/todos/{created.json['id']}", headers=auth).json
+
+
+def _total(client, auth, query=""):
+    response = client.get(f"/todos?limit=1{query}", headers=auth)
+    assert response.status_code == 200
+    return response.json["total"]
+
+
+def test_totals_follow_every_change(client, auth):
+    ids = [
+        client.post("/todos", json={"title": f"t{n}", "tags": ["a"]}, headers=auth).json["id"]
+        for n in range(3)
+    ]
+    assert (_total(client, auth), _total(client, auth, "&tag=a"), _total(client, auth, "&done=true")) == (
+        3,
+        3,
+        0,
+    )
+    client.post("/todos", json={"title": "t3"}, headers=auth)
+    assert (_total(client, auth), _total(client, auth, "&tag=a")) == (4, 3)
+    assert client.patch(f"/todos/{ids[0]}", json={"tags": [], "done": True}, headers=auth).status_code == 200
+    assert (_total(client, auth, "&tag=a"), _total(client, auth, "&done=true")) == (2, 1)
+    assert client.delete(f"/todos/{ids[1]}", headers=auth).status_code == 204
+    assert (_total(client, auth), _total(client, auth, "&tag=a"), _total(client, auth, "&skip=1")) == (
+        3,
+        1,
+        3,
+    )
+    stats = client.get("/stats", headers=auth).json
+    assert (stats["total"], stats["done"], stats["by_tag"]) == (3, 1, {"a": 1})
+    client.post("/todos", json={"title": "t4", "tags": ["b"]}, headers=auth)
+    stats = client.get("/stats", headers=auth).json
+    assert (stats["total"], stats["by_tag"]) == (4, {"a": 1, "b": 1})
+
+
+@pytest.mark.parametrize("other_first", [True, False])
+def test_totals_are_per_user(client, auth, other_auth, other_first):
+    if other_first:
+        assert _total(client, other_auth, "&q=x") == 0
+    for n in range(2):
+        client.post("/todos", json={"title": f"x{n}"}, headers=auth)
+    assert _total(client, auth, "&q=x") == 2
+    assert _total(client, other_auth, "&q=x") == 0
