@@ -14,11 +14,13 @@ SIGKILLed while requests flow.
 """
 
 import contextlib
+import http.client
 import json
 import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,12 +34,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import peewee
 import psycopg2
 import pytest
+from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
 
 from tests.test_procfile import PROCFILE, free_port, gunicorn_master
+from todoapi.db import open_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -51,8 +56,6 @@ def _postgres_user_exists() -> bool:
     except KeyError:
         return False
     return True
-
-
 
 
 # --- waiting, processes -------------------------------------------------------------------------
@@ -504,13 +507,6 @@ def test_postgres_stopped_answers_503_fast_and_the_service_recovers_by_itself_lo
     assert api.login(email)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="todoapi/db.py open_database: connect_timeout bounds only opening a connection; a query on a "
-    "pooled connection waits for the server forever (no client-side deadline; keepalives cannot fire "
-    "while the host's kernel still ACKs), so with the database hung every request and /health/db hang "
-    "until the client gives up or gunicorn's 30 s timeout kills the worker, instead of 503 within 2 s",
-)
 def test_postgres_frozen_answers_503_within_the_bound_too(stack):
     """The database stops answering without closing anything (SIGSTOP to the postmaster and every
     backend: the kernel still accepts connections and ACKs, no byte comes back), the way a hung server
@@ -545,6 +541,33 @@ def test_postgres_frozen_answers_503_within_the_bound_too(stack):
     wait_for(lambda: api.call("GET", "/todos", token=token)[0] == 200, 10, "recovery after the freeze")
     assert len(outcomes) == 4
     assert all(status == 503 and elapsed < 6 for _path, status, elapsed in outcomes), outcomes
+
+
+def test_deadlines_tell_a_slow_statement_from_a_server_that_says_nothing(stack):
+    """In process, on the cluster of this module: a statement that runs longer than a handshake may
+    take still gets its answer, in a request and outside one. A server that completes TCP handshakes
+    and then never says a word (a socket that listens and never accepts) fails the connection
+    within SPEC's 2 s, and an attempt right after that fails at once instead of waiting again."""
+    live = open_database(stack.pg.url("todoapi"))
+    silent = socket.create_server(("127.0.0.1", 0))
+    hung = open_database(f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/todoapi")
+    try:
+        with Flask(__name__).test_request_context(), live.connection_context():
+            assert live.execute_sql("SELECT 1 FROM pg_sleep(2)").fetchone() == (1,)
+        with live.connection_context():
+            assert live.execute_sql("SELECT 1 FROM pg_sleep(2)").fetchone() == (1,)
+
+        started = time.monotonic()
+        with pytest.raises(peewee.OperationalError):
+            hung.connect()
+        assert 1 < time.monotonic() - started < 2.5
+        started = time.monotonic()
+        with pytest.raises(peewee.OperationalError):
+            hung.connect()
+        assert time.monotonic() - started < 0.5
+    finally:
+        live.close_all()
+        silent.close()
 
 
 # --- Redis down -------------------------------------------------------------------------------------
@@ -675,7 +698,7 @@ def test_a_gunicorn_worker_killed_mid_request_is_replaced_and_serving_goes_on(st
         while not stop.is_set():
             try:
                 outcome = str(api.call("GET", "/todos?limit=100", token=token, timeout=10)[0])
-            except OSError as exc:  # the connection the killed worker held
+            except (OSError, http.client.HTTPException) as exc:  # the connection the killed worker held
                 outcome = type(exc).__name__
             outcomes.append((time.monotonic(), outcome))
 

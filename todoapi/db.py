@@ -1,12 +1,21 @@
 """Database binding: a proxy set up by the app factory, never at import time."""
 
+import math
+import select
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+import psycopg2
+import psycopg2.extensions
+from flask import Flask, has_request_context
 from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
-from playhouse.db_url import connect
+from playhouse.db_url import connect, parse
 from playhouse.migrations import Runner
+from playhouse.pool import PooledPostgresqlDatabase
 
 db = DatabaseProxy()
 
@@ -22,20 +31,100 @@ SQLITE_PRAGMAS = {
 }
 
 
+# A hung PostgreSQL (stopped, its host's kernel still ACKing) closes nothing, so no error and no
+# TCP keepalive ever ends a wait for it, and libpq ignores connect_timeout under a wait callback.
+# Every round trip therefore waits in `_wait_with_deadline`; at the deadline psycopg2 closes the
+# connection (the pool then discards it) and the request gets 503. The deadline depends on what is
+# awaited, which tells a silent server from a slow query without a server-side statement_timeout:
+# - 1.5 s for a handshake, the pool's checkout `SELECT 1` or check-in rollback, and /health/db. A
+#   live server answers these in milliseconds and every request starts with one: 503 within 2 s.
+# - 10 s for statements in a web request: the slowest request the benchmark saw (a heavy user's
+#   search) took ~3 s at p99, and gunicorn kills a worker at 30 s.
+# - 10 min for statements elsewhere: worker jobs, the CLI, a migration waiting on its lock.
+HANDSHAKE_SECONDS = 1.5
+REQUEST_STATEMENT_SECONDS = 10.0
+BACKGROUND_STATEMENT_SECONDS = 600.0
+# After one wait ran out, round trips to that server started within this long fail at once rather
+# than each waiting out its own deadline (peewee connects under one lock, so threads would queue).
+SILENCE_BACKOFF_SECONDS = 1.0
+
+_deadline_cap: ContextVar[float] = ContextVar("db_deadline_cap", default=math.inf)
+_silent_until: dict[str, float] = {}
+
+
+class DatabaseNotAnswering(psycopg2.OperationalError):
+    """PostgreSQL did not answer a round trip in time (peewee maps it to its OperationalError)."""
+
+
+@contextmanager
+def answer_within(seconds: float) -> Iterator[None]:
+    """Round trips inside finish within `seconds` from now, or raise `DatabaseNotAnswering`."""
+    token = _deadline_cap.set(min(_deadline_cap.get(), time.monotonic() + seconds))
+    try:
+        yield
+    finally:
+        _deadline_cap.reset(token)
+
+
+def _wait_with_deadline(conn: Any) -> None:
+    """psycopg2's wait callback: poll the socket until the round trip completes or time runs out."""
+    started = time.monotonic()
+    if conn.status == psycopg2.extensions.STATUS_SETUP:
+        limit = HANDSHAKE_SECONDS
+    else:
+        limit = REQUEST_STATEMENT_SECONDS if has_request_context() else BACKGROUND_STATEMENT_SECONDS
+    deadline = min(started + limit, _deadline_cap.get())
+    if started < _silent_until.get(conn.dsn, 0.0):
+        raise DatabaseNotAnswering("PostgreSQL stopped answering moments ago")
+    while True:
+        state = conn.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        if state == psycopg2.extensions.POLL_READ:
+            events = select.POLLIN
+        elif state == psycopg2.extensions.POLL_WRITE:
+            events = select.POLLOUT
+        else:
+            raise psycopg2.OperationalError(f"unexpected poll state {state}")
+        remaining = deadline - time.monotonic()
+        poller = select.poll()  # the socket can change during a handshake (SSL, then plain)
+        poller.register(conn.fileno(), events)
+        if remaining <= 0 or not poller.poll(math.ceil(remaining * 1000)):
+            now = time.monotonic()
+            if now >= deadline:
+                _silent_until[conn.dsn] = now + SILENCE_BACKOFF_SECONDS
+                raise DatabaseNotAnswering(f"PostgreSQL did not answer within {now - started:.1f} s")
+
+
+class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
+    """The pool's round trips (`SELECT 1` at checkout, rollback at check-in) get the handshake deadline."""
+
+    def _is_closed(self, conn: Any) -> bool:
+        with answer_within(HANDSHAKE_SECONDS):
+            return bool(super()._is_closed(conn))
+
+    def _can_reuse(self, conn: Any) -> bool:
+        with answer_within(HANDSHAKE_SECONDS):
+            return bool(super()._can_reuse(conn))
+
+
 def open_database(url: str, timeout_seconds: int = 2) -> Database:
     """Build (not connect) the database named by a `DATABASE_URL`."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        return connect(
-            "postgresql+pool://" + url[len("postgresql://") :],
-            max_connections=20,
-            stale_timeout=300,
-            timeout=timeout_seconds,  # wait for a free pooled connection, then fail
-            connect_timeout=timeout_seconds,
-            keepalives=1,
-            keepalives_idle=30,
-        )
+        params = parse(url) | {
+            "max_connections": 20,
+            "stale_timeout": 300,
+            "timeout": timeout_seconds,  # wait for a free pooled connection, then fail
+            "connect_timeout": timeout_seconds,  # libpq's, moot while the wait callback is set
+            "keepalives": 1,
+            "keepalives_idle": 30,
+        }
+        if not params.get("database"):
+            raise ValueError(f"DATABASE_URL names no database: {url.split('@')[-1]!r}")
+        psycopg2.extensions.set_wait_callback(_wait_with_deadline)  # process-wide, idempotent
+        return _PooledPostgresqlDatabase(**params)
     if url.startswith("sqlite:///"):
         return connect(url, pragmas=SQLITE_PRAGMAS, timeout=timeout_seconds + 3)
     raise ValueError(f"DATABASE_URL must start with sqlite:/// or postgresql://, got {url.split(':')[0]!r}")
