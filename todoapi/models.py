@@ -108,6 +108,14 @@ class Todo(BaseModel):
         return cls.select().where(cls.user == user_id)
 
 
+# Index-ordered pages for "most urgent first" and for title order; migration 0005 has each
+# dialect's exact form (undated todos last).
+Todo.add_index(
+    Todo.index(Todo.user, Todo.priority.desc(), Todo.due_date, Todo.id.desc(), name="todos_user_urgency")
+)
+Todo.add_index(Todo.index(Todo.user, fn.LOWER(Todo.title), Todo.id, name="todos_user_title"))
+
+
 class TodoTag(BaseModel):
     todo = ForeignKeyField(Todo, backref="tag_rows", on_delete="CASCADE", index=False)
     user = ForeignKeyField(User, on_delete="CASCADE", index=False)

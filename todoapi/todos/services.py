@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from peewee import Case, IntegrityError, ModelSelect, Node, fn
 
-from todoapi.db import db, for_update, write_transaction
+from todoapi.db import db, for_update, is_sqlite, write_transaction
 from todoapi.errors import NotFound, PreconditionFailed, Unprocessable
 from todoapi.models import IdempotencyKey, Todo, TodoTag, User, utcnow
 
@@ -263,10 +263,18 @@ def filtered_todos(user_id: int, args: dict[str, Any]) -> "ModelSelect[Todo]":
 
 
 def _ordering(sort: list[tuple[str, bool]]) -> Iterator[Node]:
-    for key, descending in sort:
+    for position, (key, descending) in enumerate(sort):
         column = SORT_COLUMNS[key]
-        nulls = {"nulls": "LAST"} if key == "due_date" else {}  # undated todos last either way
-        yield column.desc(**nulls) if descending else column.asc(**nulls)
+        if key != "due_date":
+            yield column.desc() if descending else column.asc()
+        elif position > 0 and is_sqlite():
+            # Undated todos last either way. Both forms sort the same; SQLite's indexes cannot
+            # say NULLS LAST, so after another key it gets the form its index has (migration 0005),
+            # and as the first key the plain column its (user, due_date) index serves.
+            yield Todo.due_date.is_null(True).asc()
+            yield column.desc() if descending else column.asc()
+        else:
+            yield column.desc(nulls="LAST") if descending else column.asc(nulls="LAST")
     yield Todo.id.desc()  # a total order: pages never overlap or skip
 
 
