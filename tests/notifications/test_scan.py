@@ -175,16 +175,16 @@ def test_interleaved_scans_notify_once(
     app: Flask, client: FlaskClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     todo_ids = {create_todo(client, auth, TODAY, title=f"t{n}") for n in range(3)}
-    create_notification = services._create_notification
+    create_notification = services._create_notifications
     rivals: list[services.ScanReport] = []
 
     def insert_after_a_rival_scan(*args: Any) -> Any:
         """The late scan's first insert comes after a whole rival scan on the same candidates."""
-        monkeypatch.setattr(services, "_create_notification", create_notification)
+        monkeypatch.setattr(services, "_create_notifications", create_notification)
         rivals.append(services.scan_due_soon(now=NOW, email=True))
         return create_notification(*args)
 
-    monkeypatch.setattr(services, "_create_notification", insert_after_a_rival_scan)
+    monkeypatch.setattr(services, "_create_notifications", insert_after_a_rival_scan)
     late = scan(app, email=True, batch_size=2)
 
     [rival] = rivals

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from peewee import IntegrityError, Tuple, fn, prefetch
+from peewee import Tuple, fn, prefetch
 
 from todoapi.db import db
 from todoapi.errors import NotFound
@@ -89,49 +89,83 @@ def scan_due_soon(
     now = now or utcnow()
     report = ScanReport()
     for batch in _candidates(now, batch_size):
-        eligible = [row for row in batch if is_due_soon(row[3], row[4], now)]
-        for todo_id, user_id, title, due_date, _timezone, webhook_url in eligible:
-            channels = [name for name, on in (("webhook", bool(webhook_url)), ("email", email)) if on]
-            entry = {
+        entries = {
+            todo_id: {
                 "todo_id": todo_id,
                 "user_id": user_id,
                 "due_date": due_date.isoformat(),
-                "channels": channels,
+                "channels": [name for name, on in (("webhook", bool(webhook_url)), ("email", email)) if on],
+                "title": title,
             }
-            if dry_run:
-                report.notified.append(entry)
-                continue
-            created = _create_notification(user_id, todo_id, title, due_date, channels, now)
-            if created is not None:
-                notification_id, delivery_ids = created
-                report.notified.append({"id": notification_id, **entry})
-                report.deliveries.extend(delivery_ids)
-                log.info(
-                    "notification created id=%s user_id=%s todo_id=%s due_date=%s channels=%s",
-                    notification_id,
-                    user_id,
-                    todo_id,
-                    due_date,
-                    ",".join(channels) or "inbox",
-                )
+            for todo_id, user_id, title, due_date, timezone, webhook_url in batch
+            if is_due_soon(due_date, timezone, now)
+        }
+        if dry_run:
+            report.notified.extend(_public(entry) for entry in entries.values())
+            continue
+        for notification_id, entry, delivery_ids in _create_notifications(list(entries.values()), now):
+            report.notified.append({"id": notification_id, **_public(entry)})
+            report.deliveries.extend(delivery_ids)
+            log.info(
+                "notification created id=%s user_id=%s todo_id=%s due_date=%s channels=%s",
+                notification_id,
+                entry["user_id"],
+                entry["todo_id"],
+                entry["due_date"],
+                ",".join(entry["channels"]) or "inbox",
+            )
     return report
 
 
-def _create_notification(
-    user_id: int, todo_id: int, title: str, due_date: date, channels: list[str], now: datetime
-) -> tuple[int, list[int]] | None:
-    try:
-        with db.atomic():
-            notification = Notification.create(
-                user=user_id, todo=todo_id, title=title, due_date=due_date, created_at=now
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in entry.items() if name != "title"}
+
+
+def _create_notifications(
+    entries: list[dict[str, Any]], now: datetime
+) -> list[tuple[int, dict[str, Any], list[int]]]:
+    """Insert a batch's notifications and their deliveries in one transaction: a few statements
+    per batch, not per todo. Rows another scanner already inserted are skipped by the unique
+    (todo_id, due_date) index; only the rows this insert won get deliveries."""
+    if not entries:
+        return []
+    by_todo = {entry["todo_id"]: entry for entry in entries}
+    with db.atomic():
+        won = (
+            Notification.insert_many(
+                [
+                    {
+                        "user": entry["user_id"],
+                        "todo": entry["todo_id"],
+                        "title": entry["title"],
+                        "due_date": entry["due_date"],
+                        "created_at": now,
+                    }
+                    for entry in entries
+                ]
             )
-            delivery_ids = [
-                Delivery.create(notification=notification.id, channel=channel, next_attempt_at=now).id
-                for channel in channels
-            ]
-    except IntegrityError:
-        return None  # another scanner got there first
-    return notification.id, delivery_ids
+            .on_conflict_ignore()
+            .returning(Notification.id, Notification.todo)
+            .tuples()
+            .execute()
+        )
+        created = sorted((notification_id, by_todo[todo_id]) for notification_id, todo_id in won)
+        wanted = [
+            {"notification": notification_id, "channel": channel, "next_attempt_at": now}
+            for notification_id, entry in created
+            for channel in entry["channels"]
+        ]
+        delivery_ids: dict[int, list[int]] = {}
+        if wanted:
+            rows = (
+                Delivery.insert_many(wanted).returning(Delivery.id, Delivery.notification).tuples().execute()
+            )
+            for delivery_id, notification_id in rows:
+                delivery_ids.setdefault(notification_id, []).append(delivery_id)
+    return [
+        (notification_id, entry, sorted(delivery_ids.get(notification_id, [])))
+        for notification_id, entry in created
+    ]
 
 
 # --- deliveries -------------------------------------------------------------------------------
