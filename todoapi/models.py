@@ -120,11 +120,13 @@ class TodoTag(BaseModel):
     todo = ForeignKeyField(Todo, backref="tag_rows", on_delete="CASCADE", index=False)
     user = ForeignKeyField(User, on_delete="CASCADE", index=False)
     tag = CharField(max_length=50)
+    # The todo's created_at, copied (it never changes): a tag's newest-first page is an index range.
+    created_at = UTCDateTimeField()
 
     class Meta:
         table_name = "todo_tags"
         primary_key = CompositeKey("todo", "tag")
-        indexes = ((("user", "tag", "todo"), False),)
+        indexes = ((("user", "tag", "created_at", "todo"), False),)
 
 
 class IdempotencyKey(BaseModel):

@@ -54,7 +54,7 @@ def _insert_todos(rows: list[dict[str, Any]]) -> None:
         last = Todo.insert_many(rows).execute()
         ids = list(range(last - len(rows) + 1, last + 1))
     tags = [
-        {"todo": todo_id, "user": row["user"], "tag": tag}
+        {"todo": todo_id, "user": row["user"], "tag": tag, "created_at": row["created_at"]}
         for todo_id, row in zip(ids, rows, strict=True)
         for tag in row["tags"]
     ]

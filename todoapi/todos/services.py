@@ -134,7 +134,12 @@ def _write_tags(user_id: int, todo: Todo, replace: bool = False) -> None:
     if replace:
         TodoTag.delete().where(TodoTag.todo == todo.id).execute()
     if todo.tags:
-        TodoTag.insert_many([{"todo": todo.id, "user": user_id, "tag": tag} for tag in todo.tags]).execute()
+        TodoTag.insert_many(
+            [
+                {"todo": todo.id, "user": user_id, "tag": tag, "created_at": todo.created_at}
+                for tag in todo.tags
+            ]
+        ).execute()
 
 
 def _insert_todo(user_id: int, data: dict[str, Any]) -> Todo:
@@ -255,14 +260,28 @@ def filtered_todos(user_id: int, args: dict[str, Any]) -> "ModelSelect[Todo]":
     if "q" in args:
         # ILIKE on PostgreSQL, LIKE on SQLite; peewee escapes % and _ so they match literally.
         query = query.where(Todo.title.contains(args["q"]) | Todo.description.contains(args["q"]))
-    for tag in args.get("tag", []):
-        # One index probe on todo_tags(user_id, tag, todo_id) per tag; together they AND.
+    tags = args.get("tag", [])
+    if tags:
+        # The first tag joins its todo_tags rows, which a newest-first page walks in index order
+        # (see _ordering); each further tag is one index probe; together they AND.
+        query = query.join(TodoTag, on=(TodoTag.todo == Todo.id)).where(
+            (TodoTag.user == user_id) & (TodoTag.tag == tags[0])
+        )
+    for tag in tags[1:]:
         carrying = TodoTag.select(TodoTag.todo).where((TodoTag.user == user_id) & (TodoTag.tag == tag))
         query = query.where(Todo.id.in_(carrying))
     return query
 
 
-def _ordering(sort: list[tuple[str, bool]]) -> Iterator[Node]:
+NEWEST_FIRST = [("created_at", True)]
+
+
+def _ordering(sort: list[tuple[str, bool]], by_tag: bool = False) -> Iterator[Node]:
+    if by_tag and sort == NEWEST_FIRST:
+        # The same order, named by the joined todo_tags row: its index serves it.
+        yield TodoTag.created_at.desc()
+        yield TodoTag.todo.desc()
+        return
     for position, (key, descending) in enumerate(sort):
         column = SORT_COLUMNS[key]
         if key != "due_date":
@@ -301,7 +320,8 @@ def list_todos(user: User, args: dict[str, Any]) -> dict[str, Any]:
     """One page, JSON-ready, and the exact number of matches (cached per revision and filter)."""
     query = filtered_todos(user.id, args)
     skip, limit = args["skip"], args["limit"]
-    page = query.select(*TODO_COLUMNS).order_by(*_ordering(args["sort"])).offset(skip).limit(limit)
+    ordering = _ordering(args["sort"], by_tag=bool(args.get("tag")))
+    page = query.select(*TODO_COLUMNS).order_by(*ordering).offset(skip).limit(limit)
     items = [_raw_row_json(row) for row in db.execute(page).fetchall()]
     if skip == 0 and len(items) < limit:
         total = len(items)  # the whole match set is on this page
