@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from todoapi.api import init_api
 from todoapi.auth.limits import init_limits
@@ -33,4 +34,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     init_api(app)
     init_docs_assets(app)
     init_cli(app)
+    if app.config["TRUSTED_PROXY_HOPS"]:
+        # The login limit keys on the client address: behind a router every client would otherwise
+        # share the router's. Only the last N X-Forwarded-For entries are believed, so a client
+        # cannot pick its own address by sending the header.
+        hops = app.config["TRUSTED_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     return app

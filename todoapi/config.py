@@ -50,4 +50,7 @@ def load_config(env: Mapping[str, str]) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": 1024 * 1024,  # larger bodies get 413
         # Seconds a request waits for the database before answering 503.
         "DB_TIMEOUT_SECONDS": _int(env, "DB_TIMEOUT_SECONDS", 2),
+        # Proxies in front of the app that append to X-Forwarded-For (a platform's router: 1).
+        # 0 trusts none: the client address is the TCP peer, which a client cannot forge.
+        "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0, minimum=0),
     }

@@ -127,6 +127,31 @@ def test_the_same_email_from_another_address_is_not_limited(client: FlaskClient)
     assert_not_limited(login(client, environ={"REMOTE_ADDR": "10.1.2.4"}), 200)
 
 
+def forwarded(address: str) -> dict[str, str]:
+    """A request through one router at 10.0.0.1 that appended the client's address."""
+    return {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": f"203.0.113.9, {address}"}
+
+
+@pytest.mark.usefixtures("accounts")
+def test_forwarded_for_is_ignored_unless_proxies_are_trusted(client: FlaskClient) -> None:
+    # A client cannot get fresh buckets by inventing X-Forwarded-For addresses.
+    for attempt in range(LIMIT):
+        assert_not_limited(login(client, environ={"HTTP_X_FORWARDED_FOR": f"198.51.100.{attempt}"}), 200)
+    assert_limited(login(client, environ={"HTTP_X_FORWARDED_FOR": "198.51.100.99"}))
+
+
+def test_behind_a_trusted_router_each_client_address_has_its_own_bucket(make_app: Any, redis: Redis) -> None:
+    app = make_app(LOGIN_RATE_LIMIT=f"{LIMIT}/minute", TRUSTED_PROXY_HOPS=1)
+    client = app.test_client()
+    assert client.post("/auth/register", json={"email": ANN, "password": PASSWORD}).status_code == 201
+    for _ in range(LIMIT):
+        assert_not_limited(login(client, environ=forwarded("198.51.100.7")), 200)
+    assert_limited(login(client, environ=forwarded("198.51.100.7")))
+    # Another client behind the same router is not locked out of Ann's account by the first one;
+    # the entry before the router's (203.0.113.9, sent by the client itself) is not believed.
+    assert_not_limited(login(client, environ=forwarded("198.51.100.8")), 200)
+
+
 @pytest.mark.usefixtures("accounts")
 def test_email_case_and_whitespace_variants_share_one_bucket(client: FlaskClient) -> None:
     for variant in ("Ann@Example.COM", "  ann@example.com  ", "ANN@EXAMPLE.COM"):
