@@ -23,6 +23,11 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 
+# gunicorn answers a longer request line itself, with a text/html 414 outside the API's JSON error
+# shape. 8190 is its maximum; the query parameters' documented bounds keep every request the OpenAPI
+# document allows within it (todoapi/todos/schemas.py, MAX_QUERY_TAGS).
+limit_request_line = 8190
+
 # gunicorn 25.1+ opens a control socket at one fixed path per user; two servers on one
 # host would take over (and on exit delete) each other's socket. We do not use it.
 control_socket_disable = True

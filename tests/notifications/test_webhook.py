@@ -218,6 +218,11 @@ REFUSED = [
     ],
     pytest.param(False, "https://[::1/", id="unclosed-ipv6-bracket"),
     pytest.param(True, "http://127.0.0.1:99999/x", id="port-out-of-range"),
+    # What the OpenAPI document's pattern for webhook_url refuses as well.
+    pytest.param(True, "http://127.0.0.1:0/x", id="port-0"),
+    pytest.param(True, "http://127.0.0.1/a b", id="space-in-path"),
+    pytest.param(True, "http://127.0.0.1/x\n", id="trailing-newline"),
+    pytest.param(True, "http://[::1/", id="unclosed-ipv6-bracket-private-allowed"),
 ]
 
 

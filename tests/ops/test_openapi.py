@@ -1,7 +1,13 @@
 """The OpenAPI document: valid, complete, and honest about security and errors."""
 
+import re
+import sys
+
+import jsonschema_rs
 import pytest
 from openapi_spec_validator import validate
+
+from todoapi.fields import SPACE
 
 UNDOCUMENTED = {
     "static",
@@ -87,3 +93,39 @@ def test_docs_pages_are_served_with_local_assets(client):
     assert asset.status_code == 200 and len(asset.data) > 100_000
     redoc = client.get("/redoc")
     assert redoc.status_code == 200 and "/openapi.json" in redoc.get_data(as_text=True)
+
+
+def patterns(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield node["pattern"]
+        for value in node.values():
+            yield from patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from patterns(value)
+
+
+def test_every_pattern_is_anchored_and_read_alike_by_python_and_the_validators(spec):
+    """Patterns search (JSON Schema), so each is anchored; `$`, not Python's `\\Z` (not ECMA-262)."""
+    found = set(patterns(spec))
+    assert len(found) >= 7, found  # NUL, non-blank, email, time zone, URL, sort, Idempotency-Key
+    for pattern in found:
+        assert pattern.startswith("^") and pattern.endswith("$") and "\\Z" not in pattern, pattern
+        re.compile(pattern)
+        jsonschema_rs.validator_for({"pattern": pattern})  # the Rust engine schemathesis validates with
+
+
+def test_request_strings_document_that_nul_is_refused(spec):
+    schemas = spec["components"]["schemas"]
+    for name in ("TodoCreate", "TodoUpdate", "UserRegister", "UserLogin", "UserUpdate"):
+        for field, schema in schemas[name]["properties"].items():
+            schema = schema.get("items", schema) if schema.get("type") == "array" else schema
+            if (schema.get("type") == "string" and "format" not in schema) or field == "email":
+                assert "pattern" in schema and not re.search(schema["pattern"], "a\x00"), (name, field)
+
+
+def test_the_whitespace_class_is_what_str_strip_removes():
+    space = re.compile(f"[{SPACE}]")
+    for code in range(sys.maxunicode + 1):
+        assert (space.match(chr(code)) is not None) == chr(code).isspace(), hex(code)

@@ -121,9 +121,32 @@ def test_create_rejects_bad_input_and_stores_nothing(client, auth, body, field):
     assert total(client, auth) == 0
 
 
-def test_twenty_tags_are_allowed_after_deduplication(client, auth):
-    tags = [f"tag{i}" for i in range(20)] + ["TAG0", " tag1 "]
-    assert len(create(client, auth, tags=tags)["tags"]) == 20
+def test_twenty_tags_as_sent_are_allowed_and_then_deduplicated(client, auth):
+    assert len(create(client, auth, tags=[f"tag{i}" for i in range(20)])["tags"]) == 20
+    tags = [f"tag{i}" for i in range(18)] + ["TAG0", " tag1 "]
+    assert len(create(client, auth, tags=tags)["tags"]) == 18
+
+
+def test_more_than_twenty_tags_as_sent_are_refused_even_with_duplicates(client, auth):
+    """The OpenAPI document's `maxItems: 20` counts the list as sent: it cannot count after trimming,
+    lower-casing and de-duplicating, and the same item 21 times is what a client checking it refuses."""
+    for tags in (["home"] * 21, ["", *[f"tag{i}" for i in range(20)]]):
+        assert_error(client.post("/todos", json={"title": "x", "tags": tags}, headers=auth), 422, "tags")
+    assert total(client, auth) == 0
+
+
+def test_a_tag_lower_cases_to_no_more_characters_than_it_has(client, auth):
+    """`"İ".lower()` is two characters (i and a combining dot): 50 of them would not fit the limit."""
+    todo = create(client, auth, tags=["İ" * 50, "İstanbul"])
+    assert todo["tags"] == ["i" * 50, "istanbul"]
+    assert client.get("/todos?tag=İSTANBUL", headers=auth).json["total"] == 1
+
+
+def test_a_title_of_any_unicode_whitespace_is_blank(client, auth):
+    for blank in ("\u3000", "\x1c\x85\xa0", "\u2028\t"):
+        assert_error(client.post("/todos", json={"title": blank}, headers=auth), 422, "title")
+    assert create(client, auth, title="\u3000x\u3000")["title"] == "x"
+    assert create(client, auth, title="\ufeff")["title"] == "\ufeff"  # not whitespace to str.strip()
 
 
 @pytest.mark.parametrize(

@@ -402,6 +402,7 @@ def test_bad_sort_is_422(client, auth, sort):
         ("due_after=2026-12-01T00:00:00", "due_after"),
         ("q=" + "q" * 201, "q"),
         ("q=nul%00byte", "q"),
+        ("updated_since=2026-01-01T00:00:00." + "1" * 39 + "%2B01:00", "updated_since"),  # 65 characters
     ],
 )
 def test_bad_filters_are_422(client, auth, query, field):

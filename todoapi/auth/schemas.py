@@ -1,16 +1,16 @@
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validates_schema
-from marshmallow.validate import Email, Equal, Length
+from marshmallow.validate import Equal, Length
 
-from todoapi.fields import Text, Timezone, TrimmedStr
+from todoapi.fields import HTTP_URL, FullMatch, Mailbox, Text, Timezone, TrimmedStr
 
 # Passwords are taken exactly as typed: never trimmed, 8-128 characters.
 PASSWORD = Length(8, 128)
 
 
 class UserRegisterSchema(Schema):
-    email = TrimmedStr(required=True, validate=[Length(3, 320), Email()])
+    email = TrimmedStr(required=True, validate=Mailbox(), metadata={"format": "email"})
     password = Text(required=True, load_only=True, validate=PASSWORD)
 
 
@@ -68,15 +68,18 @@ class UserUpdateSchema(Schema):
     timezone = Timezone(metadata={"example": "Europe/Berlin"})
     webhook_url = Text(
         allow_none=True,
-        validate=Length(max=2000),
-        metadata={"description": "https URL for signed due-soon events; null removes it."},
+        validate=[Length(max=2000), FullMatch(HTTP_URL, error="Must be an absolute http(s) URL.")],
+        metadata={
+            "format": "uri",
+            "description": "https URL for signed due-soon events; null removes it. Plain http, and hosts "
+            "on private, loopback or link-local addresses, are refused (422) unless the server allows them.",
+        },
     )
-    current_password = Text(load_only=True, validate=Length(max=1024))
+    # Each optional on its own, as the OpenAPI document (3.0: no dependentRequired) can say it: a
+    # new_password without the right current_password is 403; current_password alone changes nothing.
+    current_password = Text(
+        load_only=True,
+        validate=Length(max=1024),
+        metadata={"description": "Required, and checked, with new_password (wrong or missing: 403)."},
+    )
     new_password = Text(load_only=True, validate=PASSWORD)
-
-    @validates_schema
-    def _password_pair(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if "new_password" in data and "current_password" not in data:
-            raise ValidationError("Required to change the password.", "current_password")
-        if "current_password" in data and "new_password" not in data:
-            raise ValidationError("Required with current_password.", "new_password")

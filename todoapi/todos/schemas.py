@@ -1,15 +1,34 @@
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load
-from marshmallow.validate import Length, Range, Regexp
+from marshmallow.validate import Length, Range
 
-from todoapi.fields import IsoDate, QueryBool, QueryDateTime, StrictBool, StrictInt, Tags, Text, TrimmedStr
+from todoapi.fields import (
+    NON_BLANK,
+    FullMatch,
+    IsoDate,
+    QueryBool,
+    QueryDateTime,
+    StrictBool,
+    StrictInt,
+    Tags,
+    Text,
+    TrimmedStr,
+    normalize_tag,
+)
 
 TITLE = Length(1, 200)
 DESCRIPTION = Length(max=10_000)
 PRIORITY = Range(1, 5)
 MAX_SKIP = 2**31 - 1  # larger offsets overflow the databases' integers
 SORT_KEYS = ("created_at", "updated_at", "priority", "due_date", "title")
+_SORT_KEY = "-?({})".format("|".join(SORT_KEYS))
+# Keys among SORT_KEYS, each at most once: no element is followed by a later one with the same key.
+SORT_PATTERN = rf"^(?!(?:[^,]*,)*{_SORT_KEY},(?:[^,]*,)*-?\1(?:,|$)){_SORT_KEY}(?:,{_SORT_KEY})*$"
+# The query string has to fit gunicorn's limit_request_line (gunicorn.conf.py) in the worst case,
+# every character percent-encoded from four UTF-8 bytes (12 characters); see test_schemathesis.py.
+MAX_QUERY_TAGS = 8
+MAX_QUERY_TEXT = 200
 
 
 class TodoSchema(Schema):
@@ -25,7 +44,7 @@ class TodoSchema(Schema):
 
 
 class TodoCreateSchema(Schema):
-    title = TrimmedStr(required=True, validate=TITLE)
+    title = TrimmedStr(required=True, validate=TITLE, metadata={"pattern": NON_BLANK})
     description = TrimmedStr(load_default="", validate=DESCRIPTION)
     priority = StrictInt(load_default=3, validate=PRIORITY)
     due_date = IsoDate(load_default=None, allow_none=True)
@@ -35,7 +54,7 @@ class TodoCreateSchema(Schema):
 class TodoUpdateSchema(Schema):
     """Every field optional; only `due_date` may be null (it clears the date)."""
 
-    title = TrimmedStr(validate=TITLE)
+    title = TrimmedStr(validate=TITLE, metadata={"pattern": NON_BLANK})
     description = TrimmedStr(validate=DESCRIPTION)
     done = StrictBool()
     priority = StrictInt(validate=PRIORITY)
@@ -47,7 +66,7 @@ class IdempotencyHeaderSchema(Schema):
     key = Text(
         data_key="Idempotency-Key",
         # Valid as Python and as ECMA-262 (the pattern is published in the OpenAPI document).
-        validate=Regexp(r"^[!-~]{1,255}$", error="1-255 visible ASCII characters."),
+        validate=FullMatch(r"^[!-~]{1,255}$", error="1-255 visible ASCII characters."),
         metadata={
             "description": "Retry-safe create: same key and body within 24 h replays the first response."
         },
@@ -77,9 +96,13 @@ class TodoQueryArgsSchema(Schema):
     skip = fields.Integer(load_default=0, validate=Range(0, MAX_SKIP))
     limit = fields.Integer(load_default=50, validate=Range(1, 100))
     done = QueryBool()
-    tag = fields.List(Text(validate=Length(max=50)), metadata={"description": "Repeat to require every tag."})
+    tag = fields.List(
+        Text(validate=Length(max=Tags.MAX_LENGTH)),
+        validate=Length(max=MAX_QUERY_TAGS),
+        metadata={"description": f"Repeat to require every tag (at most {MAX_QUERY_TAGS})."},
+    )
     q = Text(
-        validate=Length(max=200),
+        validate=Length(max=MAX_QUERY_TEXT),
         metadata={"description": "Case-insensitive substring of title or description."},
     )
     priority = fields.Integer(validate=PRIORITY)
@@ -92,14 +115,14 @@ class TodoQueryArgsSchema(Schema):
         load_default=lambda: [("created_at", True)],
         metadata={
             "description": "Comma-separated keys among " + ", ".join(SORT_KEYS) + "; '-' for descending.",
-            "pattern": "^-?({0})(,-?({0}))*$".format("|".join(SORT_KEYS)),
+            "pattern": SORT_PATTERN,
         },
     )
 
     @post_load
     def _normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         if "tag" in data:
-            data["tag"] = sorted({tag.strip().lower() for tag in data["tag"] if tag.strip()})
+            data["tag"] = sorted({normalize_tag(tag) for tag in data["tag"] if tag.strip()})
         if "q" in data and not data["q"].strip():
             del data["q"]
         return data
