@@ -6,6 +6,7 @@ started for the duration of the run and announced in the log. Never in productio
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,16 @@ def redis_answers(url: str) -> bool:
         return False
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Ctrl-C and a plain `kill` both stop everything: honcho (same process group) stops web and
+    # worker, and the embedded Redis is shut down below. A shell starting us in the background
+    # would have us ignore SIGINT otherwise.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     load_dotenv(ROOT / ".env")  # real environment variables win
     env = dict(os.environ)

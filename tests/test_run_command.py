@@ -13,13 +13,25 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = """
 ip link set lo up
 export PATH="{bin}:$PATH" PORT=8123 DATABASE_URL="sqlite:///{tmp}/run.db"
-python scripts/run.py > "{tmp}/run.log" 2>&1 &
+ns=$(readlink /proc/self/ns/net)
+setsid python scripts/run.py > "{tmp}/run.log" 2>&1 &
 pid=$!
 for i in $(seq 1 60); do
   curl -sf localhost:8123/health/ready > "{tmp}/ready.json" && break
   sleep 0.5
 done
-kill -INT $pid; sleep 2; kill -9 $pid 2>/dev/null
+# What a terminal's Ctrl-C does: the signal to the run command's process group; honcho stops the rest.
+kill -INT -$pid
+for i in $(seq 1 60); do kill -0 -$pid 2>/dev/null || break; sleep 0.25; done
+# Anything still alive in this network namespace was left behind: record it, then kill it.
+for proc in /proc/[0-9]*; do
+  other=${{proc#/proc/}}
+  [ "$other" = "$$" ] && continue
+  [ "$(readlink $proc/ns/net 2>/dev/null)" = "$ns" ] || continue
+  tr '\\0' ' ' < $proc/cmdline >> "{tmp}/left.txt"; echo >> "{tmp}/left.txt"
+  kill -9 "$other" 2>/dev/null
+done
+true
 """
 
 
@@ -34,3 +46,6 @@ def test_run_without_redis_starts_an_embedded_one(tmp_path):
     assert (
         tmp_path / "ready.json"
     ).read_text().strip() == '{"checks":{"db":"ok","redis":"ok"},"status":"ok"}', log[-2000:]
+    left = tmp_path / "left.txt"
+    # Ctrl-C stops web, worker and the embedded Redis: nothing keeps running.
+    assert not left.exists() or not left.read_text().strip(), left.read_text()
