@@ -1,10 +1,8 @@
 """How `DATABASE_URL` becomes a database: SQLite pragmas, PostgreSQL pooling, URL forms."""
 
-import psycopg2.extensions
 import pytest
 from playhouse.pool import PooledPostgresqlDatabase
 
-import todoapi.db as db_module
 from todoapi.db import db, open_database
 
 
@@ -38,25 +36,3 @@ def test_unknown_schemes_are_refused():
 def test_nothing_connects_at_import_or_app_creation(make_app):
     make_app(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere")  # unreachable, yet builds fine
     assert db.is_closed()
-
-
-def test_a_connection_back_from_a_request_moments_ago_is_reused_without_a_ping(postgres_url, monkeypatch):
-    database = open_database(postgres_url)
-    statements: list[str] = []
-
-    class CountingCursor(psycopg2.extensions.cursor):
-        def execute(self, sql, params=None):  # type: ignore[override]
-            statements.append(sql)
-            return super().execute(sql, params)
-
-    database.connect_params["cursor_factory"] = CountingCursor
-    with database.connection_context():
-        database.execute_sql("SELECT 2")
-    with database.connection_context():  # checked in just now: no ping
-        database.execute_sql("SELECT 3")
-    assert statements == ["SELECT 2", "SELECT 3"]
-    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)
-    with database.connection_context():  # idle "long enough": pinged before use
-        database.execute_sql("SELECT 4")
-    assert statements == ["SELECT 2", "SELECT 3", "SELECT 1", "SELECT 4"]
-    database.close_all()

@@ -3,7 +3,6 @@
 import math
 import select
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -51,10 +50,6 @@ SILENCE_BACKOFF_SECONDS = 1.0
 
 _deadline_cap: ContextVar[float] = ContextVar("db_deadline_cap", default=math.inf)
 _silent_until: dict[str, float] = {}
-# Connections handed out without the pool's `SELECT 1` (see _PooledPostgresqlDatabase): their next
-# round trip, whatever it is, gets the handshake deadline instead, so a hung server is still noticed
-# within 2 s.
-_unverified: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
 class DatabaseNotAnswering(psycopg2.OperationalError):
@@ -74,8 +69,7 @@ def answer_within(seconds: float) -> Iterator[None]:
 def _wait_with_deadline(conn: Any) -> None:
     """psycopg2's wait callback: poll the socket until the round trip completes or time runs out."""
     started = time.monotonic()
-    if conn.status == psycopg2.extensions.STATUS_SETUP or conn in _unverified:
-        _unverified.discard(conn)
+    if conn.status == psycopg2.extensions.STATUS_SETUP:
         limit = HANDSHAKE_SECONDS
     else:
         limit = REQUEST_STATEMENT_SECONDS if has_request_context() else BACKGROUND_STATEMENT_SECONDS
@@ -102,34 +96,16 @@ def _wait_with_deadline(conn: Any) -> None:
                 raise DatabaseNotAnswering(f"PostgreSQL did not answer within {now - started:.1f} s")
 
 
-# Peewee pings every connection it hands out (`SELECT 1`): a third round trip on every request.
-# A connection checked in this recently skips it; its next round trip then carries the ping's
-# deadline (_unverified above), and a dead one fails that request with 503 and is discarded.
-PING_AFTER_IDLE_SECONDS = 1.0
-
-
 class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
     """The pool's round trips (`SELECT 1` at checkout, rollback at check-in) get the handshake deadline."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._checked_in: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
-
     def _is_closed(self, conn: Any) -> bool:
-        if conn.closed:
-            return True
-        idle = conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
-        if idle and time.monotonic() - self._checked_in.get(conn, -math.inf) < PING_AFTER_IDLE_SECONDS:
-            _unverified.add(conn)
-            return False
         with answer_within(HANDSHAKE_SECONDS):
             return bool(super()._is_closed(conn))
 
     def _can_reuse(self, conn: Any) -> bool:
         with answer_within(HANDSHAKE_SECONDS):
-            reusable = bool(super()._can_reuse(conn))
-        self._checked_in[conn] = time.monotonic()
-        return reusable
+            return bool(super()._can_reuse(conn))
 
 
 def open_database(url: str, timeout_seconds: int = 2) -> Database:
