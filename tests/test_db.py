@@ -1,8 +1,10 @@
 """How `DATABASE_URL` becomes a database: SQLite pragmas, PostgreSQL pooling, URL forms."""
 
 import pytest
+from flask import Flask
 from playhouse.pool import PooledPostgresqlDatabase
 
+import todoapi.db as db_module
 from todoapi.db import db, open_database
 
 
@@ -36,3 +38,40 @@ def test_unknown_schemes_are_refused():
 def test_nothing_connects_at_import_or_app_creation(make_app):
     make_app(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere")  # unreachable, yet builds fine
     assert db.is_closed()
+
+
+def test_request_reads_run_as_prepared_statements_planned_once_per_connection(postgres_url, monkeypatch):
+    database = open_database(postgres_url)
+    monkeypatch.setattr(db_module, "PREPARED_PER_CONNECTION", 2)
+
+    def prepared() -> list[str]:
+        """What this connection holds prepared (asked past execute_sql, so as not to prepare this)."""
+        cursor = database.connection().cursor()
+        cursor.execute("SELECT statement FROM pg_prepared_statements ORDER BY prepare_time")
+        return [row[0].split(" AS ", 1)[1] for row in cursor.fetchall()]
+
+    with Flask(__name__).test_request_context(), database.connection_context():
+        assert database.execute_sql("SELECT %s::int + %s, '100%%'", (1, 2)).fetchone() == (3, "100%")
+        assert database.execute_sql("SELECT %s::int + %s, '100%%'", (5, 2)).fetchone() == (7, "100%")
+        assert database.execute_sql("SELECT 'no parameters'").fetchone() == ("no parameters",)
+        assert prepared() == [
+            "SELECT $1::int + $2, '100%'",
+            "SELECT 'no parameters'",
+        ]
+        # A third shape evicts the least recently used one (DEALLOCATE): at most 2 per connection.
+        assert database.execute_sql("SELECT %s::text", ("x",)).fetchone() == ("x",)
+        assert prepared() == [
+            "SELECT 'no parameters'",
+            "SELECT $1::text",
+        ]
+        # PostgreSQL cannot type this parameter: the statement runs as it is, and keeps doing so.
+        for _ in range(2):
+            assert database.execute_sql("SELECT %s", ("untyped",)).fetchone() == ("untyped",)
+        # Inside a transaction, nothing is prepared (a failed PREPARE would abort it).
+        with database.atomic():
+            assert database.execute_sql("SELECT %s::int * 2", (21,)).fetchone() == (42,)
+        assert all("* 2" not in sql for sql in prepared())
+    with database.connection_context():  # outside a request (worker, CLI): plain statements
+        assert database.execute_sql("SELECT %s::int - 1", (1,)).fetchone() == (0,)
+        assert all("- 1" not in sql for sql in prepared())
+    database.close_all()
