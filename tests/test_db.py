@@ -1,5 +1,6 @@
 """How `DATABASE_URL` becomes a database: SQLite pragmas, PostgreSQL pooling, URL forms."""
 
+import psycopg2.extensions
 import pytest
 from flask import Flask
 from playhouse.pool import PooledPostgresqlDatabase
@@ -74,4 +75,29 @@ def test_request_reads_run_as_prepared_statements_planned_once_per_connection(po
     with database.connection_context():  # outside a request (worker, CLI): plain statements
         assert database.execute_sql("SELECT %s::int - 1", (1,)).fetchone() == (0,)
         assert all("- 1" not in sql for sql in prepared())
+    database.close_all()
+
+
+def test_in_a_request_a_connection_back_moments_ago_is_reused_without_a_ping(postgres_url, monkeypatch):
+    database = open_database(postgres_url)
+    statements: list[str] = []
+
+    class CountingCursor(psycopg2.extensions.cursor):
+        def execute(self, sql, params=None):  # type: ignore[override]
+            statements.append(sql)
+            return super().execute(sql, params)
+
+    database.connect_params["cursor_factory"] = CountingCursor
+    with Flask(__name__).test_request_context():
+        for n in range(3):
+            with database.connection_context():
+                database.execute_sql(f"SELECT {n} + 10")
+    # The first checkout opened the connection; the next two, moments later, skipped peewee's ping.
+    assert statements.count("SELECT 1") == 0, statements
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+    with Flask(__name__).test_request_context(), database.connection_context():  # idle "long enough"
+        database.execute_sql("SELECT 4 + 0")
+    with database.connection_context():  # outside a request: always pinged
+        database.execute_sql("SELECT 5 + 0")
+    assert statements.count("SELECT 1") == 2, statements
     database.close_all()

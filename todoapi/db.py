@@ -54,6 +54,13 @@ SILENCE_BACKOFF_SECONDS = 1.0
 
 _deadline_cap: ContextVar[float] = ContextVar("db_deadline_cap", default=math.inf)
 _silent_until: dict[str, float] = {}
+# Connections handed out without the pool's ping (see _PooledPostgresqlDatabase._is_closed): their
+# next round trip, whatever it is, gets the handshake deadline, so a hung server is still noticed
+# within 2 s.
+_unverified: "weakref.WeakSet[Any]" = weakref.WeakSet()
+# A connection checked in this recently, handed out again in a request, is not pinged: under load
+# that is every request; an idle connection (when restarts and dropped connections happen) still is.
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 class DatabaseNotAnswering(psycopg2.OperationalError):
@@ -73,7 +80,8 @@ def answer_within(seconds: float) -> Iterator[None]:
 def _wait_with_deadline(conn: Any) -> None:
     """psycopg2's wait callback: poll the socket until the round trip completes or time runs out."""
     started = time.monotonic()
-    if conn.status == psycopg2.extensions.STATUS_SETUP:
+    if conn.status == psycopg2.extensions.STATUS_SETUP or conn in _unverified:
+        _unverified.discard(conn)
         limit = HANDSHAKE_SECONDS
     else:
         limit = REQUEST_STATEMENT_SECONDS if has_request_context() else BACKGROUND_STATEMENT_SECONDS
@@ -109,14 +117,28 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
         self._prepared: weakref.WeakKeyDictionary[Any, OrderedDict[str, str]] = weakref.WeakKeyDictionary()
         self._unpreparable: set[str] = set()
         self._names = itertools.count(1)
+        self._checked_in: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
     def _is_closed(self, conn: Any) -> bool:
+        if conn.closed:
+            return True
+        if has_request_context() and self._recently_used(conn):
+            # Skip peewee's `SELECT 1`: a round trip on every request. The request's first
+            # statement (a session or account lookup) gets the ping's deadline instead.
+            _unverified.add(conn)
+            return False
         with answer_within(HANDSHAKE_SECONDS):
             return bool(super()._is_closed(conn))
 
+    def _recently_used(self, conn: Any) -> bool:
+        idle = conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        return idle and time.monotonic() - self._checked_in.get(conn, -math.inf) < PING_AFTER_IDLE_SECONDS
+
     def _can_reuse(self, conn: Any) -> bool:
         with answer_within(HANDSHAKE_SECONDS):
-            return bool(super()._can_reuse(conn))
+            reusable = bool(super()._can_reuse(conn))
+        self._checked_in[conn] = time.monotonic()
+        return reusable
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         """A request's reads run as prepared statements: PostgreSQL then plans each query shape once
