@@ -1,5 +1,8 @@
-"""Assertions shared by the tests."""
+"""Assertions and API shortcuts shared by the tests."""
 
+from datetime import UTC, date, datetime, timedelta
+
+from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 
@@ -12,3 +15,15 @@ def assert_error(response: TestResponse, status: int, *fields: str, location: st
     assert isinstance(body["message"], str) and body["message"]
     for field in fields:
         assert field in body["errors"][location], body
+
+
+def due_tomorrow() -> date:
+    """Due soon for a UTC owner now, and still after a midnight passes during the test."""
+    return datetime.now(UTC).date() + timedelta(days=1)
+
+
+def create_todo(client: FlaskClient, auth: dict[str, str], title: str, due: date) -> int:
+    """A todo due on `due`, through the API; returns its id."""
+    response = client.post("/todos", json={"title": title, "due_date": due.isoformat()}, headers=auth)
+    assert response.status_code == 201, response.json
+    return int(response.json["id"])

@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,13 +38,20 @@ import peewee
 import psycopg2
 import pytest
 from flask import Flask
-from redis import Redis
-from redis.exceptions import RedisError
 
-from tests.test_procfile import PROCFILE, free_port, gunicorn_master
+from tests.processes import (
+    ROOT,
+    RedisServer,
+    ShellProcess,
+    descendants,
+    free_port,
+    live_children,
+    pid_alive,
+    wait_for,
+)
+from tests.test_procfile import PROCFILE, gunicorn_master
 from todoapi.db import open_database
 
-ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 AS_ROOT = os.geteuid() == 0
 PASSWORD = "fault tolerant password"
@@ -56,99 +63,6 @@ def _postgres_user_exists() -> bool:
     except KeyError:
         return False
     return True
-
-
-# --- waiting, processes -------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(interval)
-
-
-def _processes() -> list[tuple[int, str, int]]:
-    """(pid, state, parent pid) of every process, from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            found.append((int(entry.name), fields[0], int(fields[1])))
-    return found
-
-
-def live_children(pid: int) -> list[int]:
-    return sorted(child for child, state, parent in _processes() if parent == pid and state != "Z")
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for child, _state, parent in _processes():
-        children.setdefault(parent, []).append(child)
-    found, pending = [], [pid]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-class Service:
-    """A Procfile line, `sh -c` from the repository root, env only, output to a file."""
-
-    def __init__(self, name: str, line: str, env: dict[str, str], logdir: Path) -> None:
-        self.name = name
-        self.log_path = logdir / f"{name}.log"
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                ["sh", "-c", line],
-                cwd=ROOT,
-                env=env,
-                start_new_session=True,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def output(self, tail: int = 8000) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return f"--- {self.name} log (last {tail} chars) ---\n{text[-tail:]}"
-
-    def stop(self) -> None:
-        """SIGTERM to the group, then SIGKILL to whatever is left of the tree (RQ's work horses
-        lead process groups of their own, so the group alone could leave one running)."""
-        if self.alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=20)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGSTOP)  # nothing forks while the tree is walked
-        for pid in [self.process.pid, *descendants(self.process.pid)]:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
 
 
 # --- PostgreSQL and Redis of our own ----------------------------------------------------------------
@@ -220,49 +134,6 @@ class PgCluster:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class RedisServer:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        client = Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2)
-        try:
-            wait_for(lambda: self._answers(client), 10, f"redis-server on port {self.port}")
-        finally:
-            client.close()
-
-    @staticmethod
-    def _answers(client: Redis) -> bool:
-        try:
-            return bool(client.ping())
-        except RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
 
 
 # --- HTTP -----------------------------------------------------------------------------------------
@@ -342,8 +213,8 @@ class Stack:
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         }
         self.api = Api(self.env["PORT"])
-        self.services: list[Service] = []
-        self.web: Service | None = None
+        self.services: list[ShellProcess] = []
+        self.web: ShellProcess | None = None
 
     def release(self) -> None:
         result = subprocess.run(
@@ -356,8 +227,9 @@ class Stack:
         )
         assert result.returncode == 0, result.stdout + result.stderr
 
-    def start(self, name: str) -> Service:
-        service = Service(f"{name}-{len(self.services) + 1}", PROCFILE[name], self.env, self.workdir)
+    def start(self, name: str) -> ShellProcess:
+        log_path = self.workdir / f"{name}-{len(self.services) + 1}.log"
+        service = ShellProcess(PROCFILE[name], self.env, log_path)
         self.services.append(service)
         return service
 
@@ -628,7 +500,7 @@ def test_worker_rides_out_a_redis_outage_and_notifies_todos_made_during_it_exact
         worker.stop()
 
 
-def _notified_once_after_the_outage(stack: Stack, worker: Service) -> None:
+def _notified_once_after_the_outage(stack: Stack, worker: ShellProcess) -> None:
     api = stack.api
     _email, token = api.user()
 

@@ -1,13 +1,14 @@
 """`flask notify-due`: the due-soon scan once, from the command line; `--dry-run` only reports."""
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.helpers import create_todo, due_tomorrow
 from todoapi.models import Delivery, Notification
 from todoapi.notifications import jobs
 from todoapi.queue import get_queue
@@ -17,17 +18,6 @@ from todoapi.queue import get_queue
 def app(make_app: Any) -> Flask:
     # Nothing listens on port 9: deliveries are only queued here, never worked.
     return make_app(SMTP_URL="smtp://127.0.0.1:9")
-
-
-def due_tomorrow() -> date:
-    """Due soon for a UTC owner now, and still after a midnight passes during the test."""
-    return datetime.now(UTC).date() + timedelta(days=1)
-
-
-def create_todo(client: FlaskClient, auth: dict[str, str], title: str, due: date) -> int:
-    response = client.post("/todos", json={"title": title, "due_date": due.isoformat()}, headers=auth)
-    assert response.status_code == 201, response.json
-    return int(response.json["id"])
 
 
 def notify_due(app: Flask, *args: str) -> list[str]:

@@ -1,8 +1,7 @@
 """The email channel: one plain-text message per notification, through a real SMTP server on 127.0.0.1."""
 
-import socket
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -14,6 +13,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rq import SimpleWorker
 
+from tests.helpers import create_todo, due_tomorrow
+from tests.processes import free_port
 from todoapi.models import Delivery
 from todoapi.notifications import jobs
 from todoapi.queue import enqueue, get_queue, get_redis
@@ -42,9 +43,7 @@ class Mailbox:
 @pytest.fixture
 def smtp_port() -> int:
     """A port with nothing listening yet; the SMTP server starts on it when a test asks."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture
@@ -73,17 +72,6 @@ def app(make_app: Any, smtp_port: int, request: pytest.FixtureRequest) -> Flask:
     """SMTP_URL points at `smtp_port`, unless parametrized indirectly with None."""
     smtp_url = getattr(request, "param", f"smtp://127.0.0.1:{smtp_port}")
     return make_app(SMTP_URL=smtp_url)
-
-
-def due_tomorrow() -> date:
-    """Due soon for a UTC owner now, and still after a midnight passes during the test."""
-    return datetime.now(UTC).date() + timedelta(days=1)
-
-
-def create_todo(client: FlaskClient, auth: dict[str, str], title: str, due: date) -> int:
-    response = client.post("/todos", json={"title": title, "due_date": due.isoformat()}, headers=auth)
-    assert response.status_code == 201, response.json
-    return int(response.json["id"])
 
 
 def run_scan_job(app: Flask) -> None:

@@ -9,13 +9,11 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -27,6 +25,8 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.helpers import assert_error
+from tests.processes import free_port
+from tests.webhook_receiver import Receiver
 from todoapi.models import Delivery, User
 from todoapi.notifications import channels, jobs, services
 from todoapi.queue import enqueue, get_queue, get_redis
@@ -38,55 +38,10 @@ NOTIFICATION_KEYS = {"id", "kind", "todo_id", "title", "due_date", "created_at",
 SIGNATURE = re.compile(r"v1,([A-Za-z0-9+/]+={0,2})")
 
 
-class Receiver:
-    """A webhook endpoint on 127.0.0.1: records every POST, checks its signature, answers from a script."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[dict[str, str], bytes]] = []
-        self.secret: str | None = None  # once set, a bad signature gets 401
-        self.answers: list[int] = []  # statuses for the next calls, then 204
-        self.hang = threading.Event()  # while set, hold each request until `release` (a timeout)
-        self.release = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                receiver.calls.append((headers, body))
-                if receiver.hang.is_set():
-                    receiver.release.wait(timeout=10)
-                status = receiver.answers.pop(0) if receiver.answers else 204
-                if receiver.secret is not None:
-                    try:
-                        Webhook(receiver.secret).verify(body, headers)
-                    except WebhookVerificationError:
-                        status = 401
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    # A short poll keeps shutdown() quick; the default 0.5 s would be paid by every test.
-    thread = threading.Thread(target=receiver.server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield receiver
-    receiver.release.set()
-    receiver.server.shutdown()
-    receiver.server.server_close()
-    thread.join(timeout=5)
+    with Receiver() as running:
+        yield running
 
 
 @pytest.fixture
@@ -96,12 +51,6 @@ def app(make_app: Any, request: pytest.FixtureRequest) -> Flask:
 
 
 GUARDED = pytest.mark.parametrize("app", [False], indirect=True, ids=["guarded"])
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def other_secret() -> str:
@@ -332,7 +281,7 @@ def test_a_failed_attempt_is_recorded_and_retried_with_backoff(
     if failure == "answer-500":
         receiver.answers = [500]
     elif failure == "closed-port":
-        url = f"http://127.0.0.1:{closed_port()}/hook"
+        url = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
     else:
         receiver.hang.set()
         monkeypatch.setattr(channels, "WEBHOOK_TIMEOUT", httpx.Timeout(0.5))

@@ -14,17 +14,14 @@ import os
 import random
 import shlex
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,12 +33,13 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 
 from tests.conftest import FAST_ARGON2, empty_postgres
+from tests.processes import RedisServer, ShellProcess, wait_for
+from tests.webhook_receiver import Receiver
 from todoapi import create_app
 from todoapi.db import db
 from todoapi.models import Todo, User, utcnow
 from todoapi.notifications import channels, services
 
-ROOT = Path(__file__).resolve().parents[2]
 SCAN_JOB = "todoapi.notifications.jobs.scan_due_soon"
 # Spread over UTC-12 .. UTC+14 so that "today" differs between owners.
 TIMEZONES = [
@@ -55,167 +53,7 @@ TIMEZONES = [
 ]
 
 
-# --- processes ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(
-    predicate: Callable[[], Any],
-    timeout: float,
-    what: str,
-    alive: tuple["WorkerProcess", ...] = (),
-    interval: float = 0.1,
-) -> Any:
-    """Poll until `predicate()` is truthy; fail with `what` (and the workers' logs) at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for worker in alive:
-            assert worker.alive, f"worker exited with {worker.process.returncode}:\n{worker.output()}"
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            logs = "\n".join(worker.output() for worker in alive)
-            raise AssertionError(f"not within {timeout} s: {what}\n{logs}")
-        time.sleep(interval)
-
-
-def processes() -> list[tuple[int, str, int, int]]:
-    """(pid, state, parent pid, process group) of every process, from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            found.append((int(entry.name), fields[0], int(fields[1]), int(fields[2])))
-    return found
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`."""
-    children: dict[int, list[int]] = {}
-    for child, _state, parent, _group in processes():
-        children.setdefault(parent, []).append(child)
-    found, pending = [], [pid]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
-
-
-class RedisServer:
-    """A private redis-server that a test may stop and start again on the same port."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> Redis:
-        return Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=5)
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        client = self.client()
-        try:
-            wait_for(lambda: self._answers(client), 10, f"redis-server to answer on port {self.port}")
-        finally:
-            client.close()
-
-    @staticmethod
-    def _answers(client: Redis) -> bool:
-        try:
-            return bool(client.ping())
-        except RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-class WorkerProcess:
-    """`sh -c <command>` from the repository root in a process group of its own, output to a file."""
-
-    def __init__(self, command: str, env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                ["sh", "-c", command],
-                cwd=ROOT,
-                env=env,
-                start_new_session=True,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def output(self, tail: int = 6000) -> str:
-        text = self.log_path.read_text(errors="replace")
-        return f"--- {self.log_path.name} (last {tail} chars) ---\n{text[-tail:]}"
-
-    def group(self) -> list[int]:
-        """The processes still running in the worker's process group (zombies excluded)."""
-        return [pid for pid, state, _, group in processes() if group == self.process.pid and state != "Z"]
-
-    def wait_for_exit(self, timeout: float) -> bool:
-        """True once the worker and every process of its group have ended."""
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        deadline = time.monotonic() + 5
-        while self.group() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return not self.group()
-
-    def horses(self) -> list[int]:
-        """RQ work horses running under this worker (each one leads a process group of its own)."""
-        table = {pid: (state, group) for pid, state, _, group in processes()}
-        return [
-            pid
-            for pid in descendants(self.process.pid)
-            if table.get(pid, ("Z", 0))[1] == pid and table[pid][0] != "Z"
-        ]
-
-    def signal_group(self, signum: int) -> None:
-        # The whole group: `sh`, the worker, its work horse and RQ's scheduler process.
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signum)
-
-    def kill(self) -> None:
-        """A crash: SIGKILL to every process of the tree, work horses included (RQ puts each horse
-        in a process group of its own, so the group alone would leave a horse running)."""
-        self.signal_group(signal.SIGSTOP)  # nothing forks while the tree is walked
-        for pid in [self.process.pid, *descendants(self.process.pid)]:
-            with suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        self.signal_group(signal.SIGKILL)
-        self.process.wait(timeout=10)
+# --- the stack ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -227,7 +65,7 @@ class Stack:
     redis_server: RedisServer
     redis: Redis
     tmp_path: Path
-    workers: list[WorkerProcess]
+    workers: list[ShellProcess]
 
     def env(self, interval: int) -> dict[str, str]:
         return {
@@ -240,9 +78,9 @@ class Stack:
             "WEBHOOK_ALLOW_PRIVATE": "true",
         }
 
-    def start_worker(self, interval: int = 1, command: str = "exec python worker.py") -> WorkerProcess:
+    def start_worker(self, interval: int = 1, command: str = "exec python worker.py") -> ShellProcess:
         log_path = self.tmp_path / f"worker-{len(self.workers) + 1}.log"
-        worker = WorkerProcess(command, self.env(interval), log_path)
+        worker = ShellProcess(command, self.env(interval), log_path)
         self.workers.append(worker)
         return worker
 
@@ -407,48 +245,12 @@ def all_notified(stack: Stack, seeded: Seeded, started: datetime) -> bool:
     return seeded.due_soon(started) & seeded.due_soon(utcnow()) <= set(notified(stack))
 
 
-# --- a webhook receiver -----------------------------------------------------------------------------
-
-
-class Receiver:
-    """Records every webhook-id it is sent; holds each request until `release` is set."""
-
-    def __init__(self) -> None:
-        self.arrived: list[str] = []
-        self.release = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", "0")))
-                receiver.arrived.append(self.headers.get("webhook-id", ""))
-                receiver.release.wait(timeout=30)
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    running = Receiver()
-    yield running
-    running.close()
+    """Holds each request until `release` is set (up to 30 s), so that a delivery stays in flight."""
+    with Receiver(hold=30) as running:
+        running.hang.set()
+        yield running
 
 
 # --- tests ----------------------------------------------------------------------------------------
@@ -570,7 +372,7 @@ def test_sigkill_mid_scan_and_mid_delivery_then_restart_loses_and_duplicates_not
     # 2. A new worker finishes the job; killed again while a webhook is on the wire.
     second = stack.start_worker()
     wait_for(lambda: all_notified(stack, seeded, started), 60, "the rest notified", alive=(second,))
-    wait_for(lambda: receiver.arrived, 30, "a webhook in flight", alive=(second,))
+    wait_for(lambda: receiver.calls, 30, "a webhook in flight", alive=(second,))
     second.kill()
     receiver.release.set()
     in_flight = stack.sql(
@@ -599,11 +401,11 @@ def test_sigkill_mid_scan_and_mid_delivery_then_restart_loses_and_duplicates_not
     assert len(deliveries) >= 10
     assert all(channel == "webhook" and status == "delivered" for _, channel, status, _ in deliveries)
     assert len({row[0] for row in deliveries}) == len(deliveries)  # one delivery per notification
-    assert set(receiver.arrived) == {f"msg_{row[0]}" for row in deliveries}
+    assert {headers["webhook-id"] for headers, _ in receiver.calls} == {f"msg_{row[0]}" for row in deliveries}
     assert max(row[3] for row in deliveries) == 2  # the one cut off mid-flight was sent again
 
 
-def _wait_until_idle_after_first_scan(stack: Stack, worker: WorkerProcess) -> Worker:
+def _wait_until_idle_after_first_scan(stack: Stack, worker: ShellProcess) -> Worker:
     def idle() -> Worker | None:
         found = stack.rq_workers()
         if len(found) == 1 and found[0].successful_job_count >= 1 and found[0].get_state() == "idle":
@@ -616,9 +418,7 @@ def _wait_until_idle_after_first_scan(stack: Stack, worker: WorkerProcess) -> Wo
     return result
 
 
-def _outage_then_catch_up(
-    stack: Stack, worker: WorkerProcess, user_ids: list[int], started: datetime
-) -> None:
+def _outage_then_catch_up(stack: Stack, worker: ShellProcess, user_ids: list[int], started: datetime) -> None:
     """Redis is down (the caller stopped it): create due-soon todos, keep the worker running for a few
     seconds, bring Redis back on the same port, and expect them notified once, by the same process."""
     # Only a scan that starts after this point can see the todos below, and none can start without Redis.

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
 from tests.conftest import REDIS_URL
-from tests.test_procfile import PROCFILE, ROOT, free_port, gunicorn_master, stop, wait_for_workers
+from tests.processes import ROOT, free_port
+from tests.test_procfile import PROCFILE, gunicorn_master, stop, wait_for_workers
+from tests.webhook_receiver import Receiver
 
 WORKERS = 3
 LOG_FIELDS = {"time", "level", "method", "path", "status", "duration_ms", "request_id", "user_id"}
@@ -306,28 +307,6 @@ with app.app_context():
 """
 
 
-class Receiver:
-    """A webhook target on 127.0.0.1 that answers 204 and counts the calls."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.calls += 1
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
 @dataclass
 class WorkerRun:
     before: Samples
@@ -340,10 +319,7 @@ class WorkerRun:
 @pytest.fixture
 def worker_run(server: Server, redis: Redis) -> Iterator[WorkerRun]:
     """A due-soon todo with a webhook, then a scan job run to the end by a separate worker process."""
-    receiver = Receiver()
-    thread = threading.Thread(target=receiver.server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with Receiver() as receiver:
         tokens = sign_up(server, f"worker-{uuid.uuid4().hex[:8]}@example.com")
         access = bearer(tokens["access_token"])
         assert call(server, "PATCH", "/me", {"webhook_url": receiver.url}, headers=access).status == 200
@@ -364,10 +340,6 @@ def worker_run(server: Server, redis: Redis) -> Iterator[WorkerRun]:
         )
         assert worker.returncode == 0, worker.stderr
         yield WorkerRun(before, tokens, receiver, request_id, worker.stderr)
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
-        thread.join(timeout=5)
 
 
 def test_a_job_in_a_worker_process_notifies_and_logs_under_its_request_id(
@@ -376,7 +348,7 @@ def test_a_job_in_a_worker_process_notifies_and_logs_under_its_request_id(
     inbox = call(server, "GET", "/notifications", headers=bearer(worker_run.tokens["access_token"]))
     [item] = inbox.json()["items"]
     assert [delivery["status"] for delivery in item["deliveries"]] == ["delivered"]
-    assert worker_run.receiver.calls == 1
+    assert len(worker_run.receiver.calls) == 1
     lines = [json.loads(line) for line in worker_run.stderr.splitlines() if line.startswith("{")]
     created = [line for line in lines if line["logger"] == "todoapi.notifications.services"]
     attempts = [line for line in lines if line["logger"] == "todoapi.notifications.jobs"]
@@ -386,7 +358,7 @@ def test_a_job_in_a_worker_process_notifies_and_logs_under_its_request_id(
 
 
 def test_the_worker_process_counters_appear_in_web_metrics(server: Server, worker_run: WorkerRun) -> None:
-    assert worker_run.receiver.calls == 1  # precondition: one webhook delivered by the worker process
+    assert len(worker_run.receiver.calls) == 1  # precondition: one webhook delivered by the worker process
     for _ in range(5):  # whichever web worker answers
         after = scrape(server)
         names = {name for name, _ in after}

@@ -8,12 +8,10 @@ import io
 import json
 import logging
 import re
-import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -25,6 +23,7 @@ from werkzeug.test import TestResponse
 
 from tests.conftest import PASSWORD
 from tests.helpers import assert_error
+from tests.webhook_receiver import Receiver
 from todoapi.notifications import jobs
 from todoapi.ops.logs import configure_logging, request_id_var
 from todoapi.queue import AppSimpleWorker, enqueue, get_queue, get_redis
@@ -128,37 +127,10 @@ def enqueue_traced(app: Flask, func: Callable[..., Any], request_id: str) -> Non
         assert job.meta["request_id"] == request_id
 
 
-class Receiver:
-    """A webhook target on 127.0.0.1 that answers 204 and counts the calls."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.calls += 1
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    thread = threading.Thread(target=receiver.server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
-    thread.join(timeout=5)
+    with Receiver() as running:
+        yield running
 
 
 # --- request log -----------------------------------------------------------------------------------
@@ -618,7 +590,7 @@ def test_notifications_are_counted_by_channel_and_outcome(
     # Preconditions: one notification, its webhook delivered once.
     [item] = client.get("/notifications", headers=auth).json["items"]
     assert [d["status"] for d in item["deliveries"]] == ["delivered"]
-    assert receiver.calls == 1
+    assert len(receiver.calls) == 1
     after = metric_samples(client)
     assert any(
         name == "todoapi_notifications_total" and {"channel", "outcome"} <= dict(labels).keys()
