@@ -19,6 +19,16 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 ROOT = Path(__file__).resolve().parent.parent
+# The Procfile's process types and their commands, as a platform reads them.
+PROCFILE = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+
+
+def run_release(env: dict[str, str]) -> None:
+    """The Procfile's `release` line, once, as a platform runs it before starting web and worker."""
+    result = subprocess.run(
+        ["sh", "-c", PROCFILE["release"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def free_port() -> int:

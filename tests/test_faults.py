@@ -40,16 +40,17 @@ import pytest
 from flask import Flask
 
 from tests.processes import (
-    ROOT,
+    PROCFILE,
     RedisServer,
     ShellProcess,
     descendants,
     free_port,
     live_children,
     pid_alive,
+    run_release,
     wait_for,
 )
-from tests.test_procfile import PROCFILE, gunicorn_master
+from tests.test_procfile import gunicorn_master
 from todoapi.db import open_database
 
 PG_BIN = Path(os.environ.get("TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -217,15 +218,7 @@ class Stack:
         self.web: ShellProcess | None = None
 
     def release(self) -> None:
-        result = subprocess.run(
-            ["sh", "-c", PROCFILE["release"]],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+        run_release(self.env)
 
     def start(self, name: str) -> ShellProcess:
         log_path = self.workdir / f"{name}-{len(self.services) + 1}.log"

@@ -19,10 +19,9 @@ from redis import Redis
 from rq import Worker
 
 from tests.conftest import REDIS_URL
-from tests.processes import ROOT, free_port
+from tests.processes import PROCFILE, ROOT, free_port, run_release
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-PROCFILE = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
 
 
 @pytest.fixture
@@ -88,15 +87,7 @@ def wait_until_serving(port: str, process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def released(platform_env: dict[str, str]) -> Iterator[dict[str, str]]:
     for _ in range(2):  # the release step must be idempotent
-        result = subprocess.run(
-            ["sh", "-c", PROCFILE["release"]],
-            cwd=ROOT,
-            env=platform_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stderr
+        run_release(platform_env)
     yield platform_env
 
 

@@ -32,10 +32,9 @@ import jsonschema_rs
 import pytest
 
 from tests.conftest import REDIS_URL
-from tests.test_procfile import PROCFILE, free_port
+from tests.processes import PROCFILE, ROOT, free_port, run_release
 from todoapi.todos.schemas import SORT_KEYS
 
-ROOT = Path(__file__).resolve().parent.parent
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 SEED = 20_261_128
 MAX_EXAMPLES = 15  # per operation and phase; with -c all the run takes about a minute
@@ -257,15 +256,7 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        release = subprocess.run(
-            ["sh", "-c", PROCFILE["release"]],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert release.returncode == 0, release.stdout + release.stderr
+        run_release(self.env)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 ["sh", "-c", PROCFILE["web"]],
