@@ -143,9 +143,9 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         """A request's reads run as prepared statements: PostgreSQL then plans each query shape once
         per connection instead of on every request (planning a page costs more than running it)."""
-        if not sql.startswith("SELECT ") or sql in self._unpreparable or not has_request_context():
-            return super().execute_sql(sql, params)
-        if self.in_transaction():  # a failed PREPARE would abort the caller's transaction
+        # Not in a transaction: a failed PREPARE would abort the caller's.
+        plain = not sql.startswith("SELECT ") or sql in self._unpreparable or self.in_transaction()
+        if plain or not has_request_context():
             return super().execute_sql(sql, params)
         statements = self._prepared.setdefault(self.connection(), OrderedDict())
         name = statements.get(sql)

@@ -92,30 +92,18 @@ def todo_json(todo: Todo) -> dict[str, Any]:
     return _row_json(tuple(getattr(todo, column.name) for column in TODO_COLUMNS))
 
 
+def _utc_text(value: Any) -> str:
+    """A UTC instant as the API writes it, from a model (aware datetime) or straight from the driver:
+    naive UTC (PostgreSQL) or its isoformat(" ") text (SQLite's adapter)."""
+    if isinstance(value, str):
+        return f"{value[:10]}T{value[11:]}+00:00"
+    return str(value.isoformat()) if value.tzinfo is not None else f"{value.isoformat()}+00:00"
+
+
 def _row_json(row: tuple[Any, ...]) -> dict[str, Any]:
-    todo_id, title, description, done, priority, due_date, tags, created_at, updated_at = row
-    return {
-        "id": todo_id,
-        "title": title,
-        "description": description,
-        "done": done,
-        "priority": priority,
-        "due_date": due_date.isoformat() if due_date is not None else None,
-        "tags": tags,
-        "created_at": created_at.isoformat(),
-        "updated_at": updated_at.isoformat(),
-    }
-
-
-def _stored_utc(value: Any) -> str:
-    # Stored naive UTC: a datetime (PostgreSQL) or its isoformat(" ") text (SQLite's adapter).
-    text = value if isinstance(value, str) else value.isoformat()
-    return f"{text[:10]}T{text[11:]}+00:00"
-
-
-def _raw_row_json(row: tuple[Any, ...]) -> dict[str, Any]:
-    """`_row_json` for a row straight from the driver, skipping peewee's per-value converters
-    (half the cost of a page): SQLite hands back text for dates and JSON, 0/1 for booleans."""
+    """A todo's body from its TODO_COLUMNS values, as a model holds them or as the driver returns
+    them (no peewee converters: half the cost of a page). SQLite hands back text for dates and
+    JSON, and 0/1 for booleans."""
     todo_id, title, description, done, priority, due_date, tags, created_at, updated_at = row
     return {
         "id": todo_id,
@@ -125,8 +113,8 @@ def _raw_row_json(row: tuple[Any, ...]) -> dict[str, Any]:
         "priority": priority,
         "due_date": due_date if due_date is None or isinstance(due_date, str) else due_date.isoformat(),
         "tags": json.loads(tags) if isinstance(tags, str) else tags,
-        "created_at": _stored_utc(created_at),
-        "updated_at": _stored_utc(updated_at),
+        "created_at": _utc_text(created_at),
+        "updated_at": _utc_text(updated_at),
     }
 
 
@@ -322,7 +310,7 @@ def list_todos(user: User, args: dict[str, Any]) -> dict[str, Any]:
     skip, limit = args["skip"], args["limit"]
     ordering = _ordering(args["sort"], by_tag=bool(args.get("tag")))
     page = query.select(*TODO_COLUMNS).order_by(*ordering).offset(skip).limit(limit)
-    items = [_raw_row_json(row) for row in db.execute(page).fetchall()]
+    items = [_row_json(row) for row in db.execute(page).fetchall()]
     if skip == 0 and len(items) < limit:
         total = len(items)  # the whole match set is on this page
     else:
