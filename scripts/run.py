@@ -32,9 +32,8 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def main() -> int:
-    # Ctrl-C and a plain `kill` both stop everything: honcho (same process group) stops web and
-    # worker, and the embedded Redis is shut down below. A shell starting us in the background
-    # would have us ignore SIGINT otherwise.
+    # Ctrl-C and a plain `kill` both stop everything: honcho stops web and worker, and the embedded
+    # Redis is shut down below. A shell starting us in the background would have us ignore SIGINT.
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -55,11 +54,13 @@ def main() -> int:
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="todoapi-metrics-"))
     subprocess.run(["flask", "--app", "wsgi", "migrate"], cwd=ROOT, env=env, check=True)
     port = env.get("PORT") or "8000"
+    honcho = subprocess.Popen(["honcho", "start", "--port", port, "web", "worker"], cwd=ROOT, env=env)
     try:
-        return subprocess.run(
-            ["honcho", "start", "--port", port, "web", "worker"], cwd=ROOT, env=env
-        ).returncode
+        return honcho.wait()
     except KeyboardInterrupt:
+        # A terminal's Ctrl-C reaches honcho too; a `kill` of this process alone does not.
+        honcho.send_signal(signal.SIGTERM)
+        honcho.wait()
         return 0
     finally:
         if embedded is not None:

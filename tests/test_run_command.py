@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
@@ -20,8 +22,7 @@ for i in $(seq 1 60); do
   curl -sf localhost:8123/health/ready > "{tmp}/ready.json" && break
   sleep 0.5
 done
-# What a terminal's Ctrl-C does: the signal to the run command's process group; honcho stops the rest.
-kill -INT -$pid
+{stop}
 for i in $(seq 1 60); do kill -0 -$pid 2>/dev/null || break; sleep 0.25; done
 # Anything still alive in this network namespace was left behind: record it, then kill it.
 for proc in /proc/[0-9]*; do
@@ -35,8 +36,15 @@ true
 """
 
 
-def test_run_without_redis_starts_an_embedded_one(tmp_path):
-    script = SCRIPT.format(bin=Path(sys.executable).parent, tmp=tmp_path)
+STOPS = {
+    "ctrl-c": "kill -INT -$pid",  # a terminal's Ctrl-C: SIGINT to the whole process group
+    "kill": "kill $pid",  # SIGTERM to the run command alone
+}
+
+
+@pytest.mark.parametrize("stop", STOPS)
+def test_run_without_redis_starts_an_embedded_one(tmp_path, stop):
+    script = SCRIPT.format(bin=Path(sys.executable).parent, tmp=tmp_path, stop=STOPS[stop])
     result = subprocess.run(
         ["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
