@@ -311,3 +311,30 @@ def test_logout_with_a_refresh_token_is_401_and_ends_nothing(client: FlaskClient
 
     assert client.get("/me", headers=bearer(tokens["access_token"])).status_code == 200
     assert refresh(client, tokens["refresh_token"]).status_code == 200
+
+
+# --- verified tokens are remembered per process; expiry and revocation still apply -----------
+
+
+def test_a_token_that_worked_is_refused_once_it_expires(client: FlaskClient) -> None:
+    access = sign_up(client)["access_token"]
+    key = client.application.config["JWT_SECRET_KEY"]
+    short_lived = jwt.encode(claims(access) | {"exp": int(time.time()) + 2}, key, algorithm="HS256")
+    assert client.get("/me", headers=bearer(short_lived)).status_code == 200  # verified and remembered
+
+    time.sleep(max(0.0, claims(short_lived)["exp"] - time.time()) + 0.1)
+
+    response = client.get("/me", headers=bearer(short_lived))
+    assert_unauthorized(response)
+    assert response.json["message"] == "Token has expired."
+    assert client.get("/me", headers=bearer(access)).status_code == 200
+
+
+def test_a_remembered_token_does_not_vouch_for_a_tampered_copy(client: FlaskClient) -> None:
+    access = sign_up(client)["access_token"]
+    assert client.get("/todos", headers=bearer(access)).status_code == 200
+    header, _, signature = access.split(".")
+    other_user = f"{header}.{b64url(claims(access) | {'sub': '999'})}.{signature}"
+
+    assert_unauthorized(client.get("/todos", headers=bearer(other_user)))
+    assert_unauthorized(client.get("/todos", headers=bearer(access[:-2])))

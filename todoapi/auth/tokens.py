@@ -1,5 +1,7 @@
 """JWTs: issuing, verifying, and one 401 shape for every way a token can fail."""
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar, cast
@@ -27,6 +29,43 @@ def _unauthorized(message: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     return error_body(401, message), 401, dict(Unauthorized.headers)
 
 
+class _RememberingJWTManager(JWTManager):
+    """flask-jwt-extended, remembering the tokens it has verified.
+
+    It decodes a token three times on every request (claims, header, then verified), and PyJWT
+    checks base64 one character at a time: ~80 µs per request. Once a token has passed, its
+    signature, `nbf` and `iat` checks give the same answer forever; only `exp` moves. So a verified
+    token's claims are kept (per process, bounded) under its exact text, and `exp` is checked again
+    on every use. Revocation is not cached: the session check runs on every request.
+    """
+
+    REMEMBERED = 4096
+
+    def __init__(self, app: Flask) -> None:
+        self._verified: dict[tuple[str, str | None], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        super().__init__(app)
+
+    def _decode_jwt_from_config(
+        self, encoded_token: str, csrf_value: str | None = None, allow_expired: bool = False
+    ) -> dict[str, Any]:
+        key = (encoded_token, csrf_value)
+        claims = self._verified.get(key)
+        if claims is not None:
+            exp = claims.get("exp")
+            leeway = current_app.config["JWT_DECODE_LEEWAY"]
+            if allow_expired or exp is None or int(exp) > time.time() - leeway:
+                return dict(claims)
+            self._verified.pop(key, None)  # expired: the library raises its own error below
+        claims = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
+        if not allow_expired:
+            with self._lock:
+                if len(self._verified) >= self.REMEMBERED:
+                    del self._verified[next(iter(self._verified))]  # the oldest
+                self._verified[key] = dict(claims)
+        return claims
+
+
 def init_auth(app: Flask) -> None:
     app.config.update(
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=app.config["JWT_ACCESS_MINUTES"]),
@@ -35,7 +74,7 @@ def init_auth(app: Flask) -> None:
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],  # never `none`, never an algorithm the token picks
     )
-    jwt = JWTManager(app)
+    jwt = _RememberingJWTManager(app)
 
     @app.before_request
     def _canonical_bearer_scheme() -> None:
