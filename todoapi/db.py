@@ -208,6 +208,15 @@ def init_db(app: Flask) -> None:
             db.close()
 
 
+def sql_for(query: Any, *params: Any) -> str:
+    """The SQL of `query`, which must take exactly `params` in this order: the text can then run
+    again with other values in their places. For queries every request runs, built once."""
+    sql, actual = query.sql()
+    if list(actual) != list(params):
+        raise ValueError(f"the query takes {actual!r}, not {params!r}")
+    return str(sql)
+
+
 def is_postgres(database: Any = db) -> bool:
     target = database.obj if isinstance(database, DatabaseProxy) else database
     return isinstance(target, PostgresqlDatabase)

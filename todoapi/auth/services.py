@@ -9,7 +9,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from peewee import IntegrityError, fn
 
-from todoapi.db import db
+from todoapi.db import db, sql_for
 from todoapi.errors import Conflict, Forbidden, Unauthorized, Unprocessable
 from todoapi.models import Session, User
 from todoapi.notifications.channels import UnsafeTarget, check_webhook_url, new_webhook_secret
@@ -105,7 +105,9 @@ def _session_user_query(session_id: str, user_id: int, refresh_jti: str | None) 
 @lru_cache(maxsize=8)
 def _session_user_sql(dialect: str, by_refresh: bool) -> str:
     # Every authenticated request runs this query: its SQL is built once per dialect, not per call.
-    return str(_session_user_query("", 0, "" if by_refresh else None).sql()[0])
+    jti = "jti" if by_refresh else None
+    query = _session_user_query("session", -1, jti)
+    return sql_for(query, "session", -1, *([jti] if by_refresh else []))
 
 
 def session_user(session_id: Any, user_id: Any, refresh_jti: str | None = None) -> User | None:

@@ -49,13 +49,10 @@ def render(todo: Todo) -> tuple[dict[str, Any], str]:
     return services.todo_json(todo), url_for("todos.TodoById", todo_id=todo.id)
 
 
-def todo_response(todo: Todo, status: int = 200) -> Response:
-    """One todo with its ETag (a 304 instead when If-None-Match already has it)."""
-    body = services.todo_json(todo)
+def todo_response(body: dict[str, Any]) -> Response:
+    """One todo's body with its ETag (a 304 instead when If-None-Match already has it)."""
     blp.set_etag(body)
-    response = jsonify(body)
-    response.status_code = status
-    return response
+    return jsonify(body)
 
 
 @blp.route("")
@@ -102,7 +99,7 @@ class TodoById(MethodView):
     @blp.alt_response(404, schema=ErrorSchema, description="No such todo for this user.")
     def get(self, todo_id: int) -> Response:
         """Get one todo (`If-None-Match` answers 304 when unchanged)."""
-        return todo_response(services.get_todo(caller().id, todo_id))
+        return todo_response(services.get_todo_json(caller().id, todo_id))
 
     @login_required
     @blp.arguments(TodoUpdateSchema, required=False)
@@ -110,9 +107,8 @@ class TodoById(MethodView):
     @blp.alt_response(404, schema=ErrorSchema, description="No such todo for this user.")
     def patch(self, changes: dict[str, Any], todo_id: int) -> Response:
         """Change some fields of a todo; `due_date: null` clears the date. `If-Match` is optional."""
-        return todo_response(
-            services.update_todo(caller().id, todo_id, changes, blp.if_match(services.todo_json))
-        )
+        todo = services.update_todo(caller().id, todo_id, changes, blp.if_match(services.todo_json))
+        return todo_response(services.todo_json(todo))
 
     @login_required
     @blp.response(204)
