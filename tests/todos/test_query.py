@@ -606,3 +606,22 @@ def test_another_users_todos_never_appear_under_any_filter(client, auth, other_a
     assert listing(client, auth, flat(every.values())).json["total"] == 2
     assert listing(client, other_auth, flat(every.values())).json["total"] == 2
     assert listing(client, other_auth, [("q", "again")]).json["total"] == 1
+
+
+def test_one_query_shape_serves_each_request_with_its_own_values(client, auth, other_auth):
+    """The page's SQL is built once per shape (filters, tag count, order); values differ per request."""
+    mine = [{"title": "mine a", "priority": 2, "tags": ["x"]}, {"title": "mine b", "priority": 4}]
+    seed(client, auth, mine)
+    seed(client, other_auth, [{"title": "theirs a", "priority": 2, "tags": ["y"]}])
+    cases = [
+        (auth, [("priority", 2)], ["mine a"]),
+        (auth, [("priority", 4)], ["mine b"]),
+        (other_auth, [("priority", 2)], ["theirs a"]),
+        (auth, [("tag", "x"), ("q", "mine")], ["mine a"]),
+        (other_auth, [("tag", "y"), ("q", "a")], ["theirs a"]),
+        (other_auth, [("tag", "x"), ("q", "mine")], []),
+        (auth, [("q", "b"), ("skip", 0), ("limit", 1)], ["mine b"]),
+        (auth, [("q", "mine"), ("skip", 1), ("limit", 1)], ["mine a"]),
+    ]
+    for headers, params, expected in cases:
+        assert titles(listing(client, headers, params)) == expected, params

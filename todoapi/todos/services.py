@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from peewee import Case, IntegrityError, ModelSelect, Node, fn
+from peewee import OP, SQL, Case, Expression, IntegrityError, ModelSelect, Node, NodeList, Value, fn
 
 from todoapi.db import db, for_update, is_sqlite, sql_for, write_transaction
 from todoapi.errors import NotFound, PreconditionFailed, Unprocessable
@@ -240,33 +240,110 @@ def delete_todo(user_id: int, todo_id: int, precondition: Precondition = None) -
         _bump_revision(user_id)
 
 
-def filtered_todos(user_id: int, args: dict[str, Any]) -> "ModelSelect[Todo]":
-    """The caller's todos matching every filter in `args` (unordered, unpaged)."""
-    query = Todo.owned_by(user_id)
-    if "done" in args:
-        query = query.where(Todo.done == args["done"])
-    if "priority" in args:
-        query = query.where(Todo.priority == args["priority"])
-    if "due_before" in args:
-        query = query.where(Todo.due_date <= args["due_before"])
-    if "due_after" in args:
-        query = query.where(Todo.due_date >= args["due_after"])
-    if "updated_since" in args:
-        query = query.where(Todo.updated_at >= args["updated_since"])
+# Where each filter's value goes, and through which column's converter.
+FILTER_FIELDS: dict[str, Any] = {
+    "done": Todo.done,
+    "priority": Todo.priority,
+    "due_before": Todo.due_date,
+    "due_after": Todo.due_date,
+    "updated_since": Todo.updated_at,
+}
+
+
+def _filter_values(user_id: int, args: dict[str, Any]) -> dict[str, Any]:
+    """The owner and the filters in `args`, converted as the database takes them. Which names are
+    present (and how many tags) is the query's shape; see `_page_statement`."""
+    values: dict[str, Any] = {"user": user_id}
+    for name, field in FILTER_FIELDS.items():
+        if name in args:
+            values[name] = field.db_value(args[name])
     if "q" in args:
-        # ILIKE on PostgreSQL, LIKE on SQLite; peewee escapes % and _ so they match literally.
-        query = query.where(Todo.title.contains(args["q"]) | Todo.description.contains(args["q"]))
-    tags = args.get("tag", [])
-    if tags:
+        escaped = args["q"].replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+        values["q"] = f"%{escaped}%"
+    for position, tag in enumerate(args.get("tag", [])):
+        values[f"tag{position}"] = tag
+    return values
+
+
+def _contains(column: Any, pattern: Node) -> Expression:
+    # ILIKE on PostgreSQL, LIKE on SQLite; `\` escapes % and _ in the pattern, so they match literally.
+    return Expression(column, OP.ILIKE, NodeList((pattern, SQL("ESCAPE"), Value("\\", converter=False))))
+
+
+def _filtered(values: dict[str, Any]) -> "ModelSelect[Todo]":
+    """The owner's todos matching every filter in `values` (from `_filter_values`; unordered, unpaged).
+    Values go in unconverted (they already are), so a placeholder object may stand in for each."""
+
+    def value(name: str) -> Value:
+        return Value(values[name], converter=False)
+
+    query = Todo.select().where(Todo.user == value("user"))
+    if "done" in values:
+        query = query.where(Todo.done == value("done"))
+    if "priority" in values:
+        query = query.where(Todo.priority == value("priority"))
+    if "due_before" in values:
+        query = query.where(Todo.due_date <= value("due_before"))
+    if "due_after" in values:
+        query = query.where(Todo.due_date >= value("due_after"))
+    if "updated_since" in values:
+        query = query.where(Todo.updated_at >= value("updated_since"))
+    if "q" in values:
+        query = query.where(_contains(Todo.title, value("q")) | _contains(Todo.description, value("q")))
+    if "tag0" in values:
         # The first tag joins its todo_tags rows, which a newest-first page walks in index order
         # (see _ordering); each further tag is one index probe; together they AND.
         query = query.join(TodoTag, on=(TodoTag.todo == Todo.id)).where(
-            (TodoTag.user == user_id) & (TodoTag.tag == tags[0])
+            (TodoTag.user == value("user")) & (TodoTag.tag == value("tag0"))
         )
-    for tag in tags[1:]:
-        carrying = TodoTag.select(TodoTag.todo).where((TodoTag.user == user_id) & (TodoTag.tag == tag))
+    position = 1
+    while f"tag{position}" in values:
+        carrying = TodoTag.select(TodoTag.todo).where(
+            (TodoTag.user == value("user")) & (TodoTag.tag == value(f"tag{position}"))
+        )
         query = query.where(Todo.id.in_(carrying))
+        position += 1
     return query
+
+
+def filtered_todos(user_id: int, args: dict[str, Any]) -> "ModelSelect[Todo]":
+    """The caller's todos matching every filter in `args` (unordered, unpaged)."""
+    return _filtered(_filter_values(user_id, args))
+
+
+class _Slot:
+    """Holds a value's place while a query shape's SQL is built (see `_page_statement`)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@lru_cache(maxsize=256)
+def _page_statement(
+    dialect: str, names: tuple[str, ...], sort: tuple[tuple[str, bool], ...]
+) -> tuple[str, tuple[Any, ...]]:
+    """A page's SQL for one shape (which filters, how many tags, which order), and its parameters
+    with a `_Slot` wherever a request's value goes. Building the SQL costs more than running it on
+    a typical account, so it is built once per shape and process."""
+    slots = {name: _Slot(name) for name in (*names, "skip", "limit")}
+    page = (
+        _filtered(slots)
+        .select(*TODO_COLUMNS)
+        .order_by(*_ordering(list(sort), by_tag="tag0" in slots))
+        .offset(Value(slots["skip"], converter=False))
+        .limit(Value(slots["limit"], converter=False))
+    )
+    sql, params = page.sql()
+    return sql, tuple(params)
+
+
+def page_statement(values: dict[str, Any], args: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The SQL and parameters for the page of `args` over the todos `values` select."""
+    sql, template = _page_statement(type(db.obj).__name__, tuple(values), tuple(args["sort"]))
+    given = {**values, "skip": args["skip"], "limit": args["limit"]}
+    return sql, [given[param.name] if isinstance(param, _Slot) else param for param in template]
 
 
 NEWEST_FIRST = [("created_at", True)]
@@ -314,18 +391,16 @@ def _revision_key(user: User) -> tuple[Any, ...]:
 
 def list_todos(user: User, args: dict[str, Any]) -> dict[str, Any]:
     """One page, JSON-ready, and the exact number of matches (cached per revision and filter)."""
-    query = filtered_todos(user.id, args)
+    values = _filter_values(user.id, args)
     skip, limit = args["skip"], args["limit"]
-    ordering = _ordering(args["sort"], by_tag=bool(args.get("tag")))
-    page = query.select(*TODO_COLUMNS).order_by(*ordering).offset(skip).limit(limit)
-    items = [_row_json(row) for row in db.execute(page).fetchall()]
+    items = [_row_json(row) for row in db.execute_sql(*page_statement(values, args)).fetchall()]
     if skip == 0 and len(items) < limit:
         total = len(items)  # the whole match set is on this page
     else:
         filters = tuple(
             sorted((name, _hashable(value)) for name, value in args.items() if name not in PAGING_ARGS)
         )
-        total = TOTALS.get((*_revision_key(user), filters), query.count)
+        total = TOTALS.get((*_revision_key(user), filters), lambda: _filtered(values).count())
     return {"items": items, "total": total, "skip": skip, "limit": limit}
 
 
