@@ -15,6 +15,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tests.helpers import assert_error
+from todoapi.auth.services import session_user
+from todoapi.models import User
 
 ANN = "ann@example.com"
 PASSWORD = "correct horse battery"
@@ -338,3 +340,19 @@ def test_a_remembered_token_does_not_vouch_for_a_tampered_copy(client: FlaskClie
 
     assert_unauthorized(client.get("/todos", headers=bearer(other_user)))
     assert_unauthorized(client.get("/todos", headers=bearer(access[:-2])))
+
+
+def test_the_session_check_loads_the_account_as_stored(app: Flask, client: FlaskClient) -> None:
+    tokens = sign_up(client)
+    headers = bearer(tokens["access_token"])
+    assert client.patch("/me", json={"timezone": "Asia/Tokyo"}, headers=headers).status_code == 200
+    assert client.post("/todos", json={"title": "bumps the revision"}, headers=headers).status_code == 201
+    token = claims(tokens["access_token"])
+
+    with app.app_context():
+        loaded = session_user(token["sid"], token["sub"])
+        stored = User.get_by_id(int(token["sub"]))
+        assert loaded is not None and loaded.__data__ == stored.__data__
+        assert loaded.todo_revision == 1 and loaded.created_at.utcoffset() is not None
+        assert not loaded._dirty  # a later save() writes only what changes
+        assert session_user(token["sid"], "999999") is None
