@@ -47,6 +47,16 @@ class BaseModel(Model):
         database = db
         legacy_table_names = False
 
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Any:
+        """A model from a `cls.select()` row as the driver returns it: what peewee's result wrapper
+        does, without its per-query set-up (for queries whose SQL is built once)."""
+        fields = cls._meta.sorted_fields
+        values = {field.name: field.python_value(value) for field, value in zip(fields, row, strict=True)}
+        instance = cls(__no_default__=1, **values)
+        instance._dirty.clear()  # type: ignore[attr-defined]  # a later save() writes only what changes
+        return instance
+
 
 class User(BaseModel):
     id = AutoField()

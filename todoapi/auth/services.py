@@ -117,17 +117,7 @@ def session_user(session_id: Any, user_id: Any, refresh_jti: str | None = None) 
     params = [session_id, int(user_id)] if refresh_jti is None else [session_id, int(user_id), refresh_jti]
     sql = _session_user_sql(type(db.obj).__name__, refresh_jti is not None)
     row = db.execute_sql(sql, params).fetchone()
-    return None if row is None else _user_from_row(row)
-
-
-def _user_from_row(row: tuple[Any, ...]) -> User:
-    # What peewee's result wrapper does for a `User.select()` row, without its per-query set-up
-    # (a third of the session check's CPU).
-    fields = User._meta.sorted_fields
-    values = {field.name: field.python_value(value) for field, value in zip(fields, row, strict=True)}
-    user = User(__no_default__=1, **values)
-    user._dirty.clear()  # type: ignore[attr-defined]
-    return user
+    return None if row is None else User.from_row(row)
 
 
 def _set_webhook(user: User, url: str | None, allow_private: bool) -> None:

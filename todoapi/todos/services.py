@@ -83,8 +83,14 @@ TOTALS = RevisionCache(10_000)
 STATS = RevisionCache(10_000)
 
 
+@lru_cache(maxsize=4)
+def _bump_revision_sql(dialect: str) -> str:
+    return sql_for(User.update(todo_revision=User.todo_revision + 1).where(User.id == -1), 1, -1)
+
+
 def _bump_revision(user_id: int) -> None:
-    User.update(todo_revision=User.todo_revision + 1).where(User.id == user_id).execute()
+    # Every write runs it: its SQL is built once per dialect.
+    db.execute_sql(_bump_revision_sql(type(db.obj).__name__), (1, user_id))
 
 
 def todo_json(todo: Todo) -> dict[str, Any]:
@@ -204,12 +210,19 @@ def get_todo_json(user_id: int, todo_id: int) -> dict[str, Any]:
     return _row_json(row)
 
 
+@lru_cache(maxsize=4)
+def _locked_todo_sql(dialect: str) -> str:
+    # Every change to a todo starts with it: built once per dialect.
+    return sql_for(for_update(Todo.owned_by(-1).where(Todo.id == -2)), -1, -2)
+
+
 def _get_locked(user_id: int, todo_id: int, precondition: Precondition) -> Todo:
     if todo_id > MAX_ID:
         raise NotFound("Todo not found.")
-    todo = for_update(Todo.owned_by(user_id).where(Todo.id == todo_id)).first()
-    if todo is None:
+    row = db.execute_sql(_locked_todo_sql(type(db.obj).__name__), (user_id, todo_id)).fetchone()
+    if row is None:
         raise NotFound("Todo not found.")
+    todo = cast(Todo, Todo.from_row(row))
     if precondition is not None and not precondition(todo):
         raise PreconditionFailed("The todo has changed since you read it (If-Match does not match).")
     return todo
