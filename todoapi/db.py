@@ -16,7 +16,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 from flask import Flask, has_request_context
-from peewee import Database, DatabaseProxy, PostgresqlDatabase, ProgrammingError, SqliteDatabase
+from peewee import Database, DatabaseProxy, PostgresqlDatabase, ProgrammingError, SqliteDatabase, Value
 from playhouse.db_url import connect, parse
 from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase
@@ -215,6 +215,31 @@ def sql_for(query: Any, *params: Any) -> str:
     if list(actual) != list(params):
         raise ValueError(f"the query takes {actual!r}, not {params!r}")
     return str(sql)
+
+
+class Slot:
+    """Stands in for a value while SQL that is built once is generated; passed to peewee as
+    `Value(slot, converter=False)`, it comes out in the parameters as itself (see `fill`)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: Any) -> None:
+        self.name = name
+
+    def value(self) -> Value:
+        return Value(self, converter=False)
+
+
+def compile_once(query: Any) -> tuple[str, tuple[Any, ...]]:
+    """A query's SQL and its parameters, with its `Slot`s in the places their values go."""
+    sql, params = query.sql()
+    return str(sql), tuple(params)
+
+
+def fill(template: tuple[Any, ...], values: Any) -> list[Any]:
+    """The parameters of `template` (from `compile_once`), each slot taking `values[slot.name]`,
+    already converted as the column takes it."""
+    return [values[param.name] if isinstance(param, Slot) else param for param in template]
 
 
 def is_postgres(database: Any = db) -> bool:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from peewee import OP, SQL, Case, Expression, IntegrityError, ModelSelect, Node, NodeList, Value, fn
 
-from todoapi.db import db, for_update, is_sqlite, sql_for, write_transaction
+from todoapi.db import Slot, compile_once, db, fill, for_update, is_sqlite, sql_for, write_transaction
 from todoapi.errors import NotFound, PreconditionFailed, Unprocessable
 from todoapi.models import IdempotencyKey, Todo, TodoTag, User, utcnow
 
@@ -125,21 +125,59 @@ def _row_json(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+TAG_ROW_FIELDS: tuple[Any, ...] = (TodoTag.todo, TodoTag.user, TodoTag.tag, TodoTag.created_at)
+
+
+@lru_cache(maxsize=64)
+def _insert_tags_statement(dialect: str, count: int) -> tuple[str, tuple[Any, ...]]:
+    rows = [{field: Slot((n, field.name)).value() for field in TAG_ROW_FIELDS} for n in range(count)]
+    return compile_once(TodoTag.insert_many(rows))
+
+
 def _write_tags(user_id: int, todo: Todo, replace: bool = False) -> None:
     if replace:
         TodoTag.delete().where(TodoTag.todo == todo.id).execute()
     if todo.tags:
-        TodoTag.insert_many(
-            [
-                {"todo": todo.id, "user": user_id, "tag": tag, "created_at": todo.created_at}
-                for tag in todo.tags
-            ]
-        ).execute()
+        sql, template = _insert_tags_statement(type(db.obj).__name__, len(todo.tags))
+        created_at = TodoTag.created_at.db_value(todo.created_at)
+        values = {
+            (n, field.name): value
+            for n, tag in enumerate(todo.tags)
+            for field, value in zip(TAG_ROW_FIELDS, (todo.id, user_id, tag, created_at), strict=True)
+        }
+        db.execute_sql(sql, fill(template, values))
+
+
+INSERTED_FIELDS = (
+    Todo.user,
+    Todo.title,
+    Todo.description,
+    Todo.done,
+    Todo.priority,
+    Todo.due_date,
+    Todo.tags,
+    Todo.created_at,
+    Todo.updated_at,
+)
+
+
+@lru_cache(maxsize=4)
+def _insert_todo_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
+    return compile_once(Todo.insert({field: Slot(field.name).value() for field in INSERTED_FIELDS}))
 
 
 def _insert_todo(user_id: int, data: dict[str, Any]) -> Todo:
     now = _next_timestamp()
-    todo = Todo.create(user=user_id, created_at=now, updated_at=now, **data)
+    todo = Todo(user=user_id, created_at=now, updated_at=now, **data)  # the model's defaults fill in the rest
+    # What Todo.create() does, with the INSERT's SQL built once (a third of a create's CPU).
+    sql, template = _insert_todo_statement(type(db.obj).__name__)
+    values = {field.name: field.db_value(todo.__data__[field.name]) for field in INSERTED_FIELDS}
+    # JSONField's converter wraps the value in SQL (SQLite: `json(?)`); JSON text is a plain
+    # parameter either column takes.
+    values["tags"] = json.dumps(todo.tags, separators=(",", ":"))
+    cursor = db.execute_sql(sql, fill(template, values))
+    todo.id = cursor.fetchone()[0] if " RETURNING " in sql else cursor.lastrowid
+    todo._dirty.clear()  # type: ignore[attr-defined]
     _write_tags(user_id, todo)
     _bump_revision(user_id)
     return todo
@@ -324,39 +362,28 @@ def filtered_todos(user_id: int, args: dict[str, Any]) -> "ModelSelect[Todo]":
     return _filtered(_filter_values(user_id, args))
 
 
-class _Slot:
-    """Holds a value's place while a query shape's SQL is built (see `_page_statement`)."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
 @lru_cache(maxsize=256)
 def _page_statement(
     dialect: str, names: tuple[str, ...], sort: tuple[tuple[str, bool], ...]
 ) -> tuple[str, tuple[Any, ...]]:
     """A page's SQL for one shape (which filters, how many tags, which order), and its parameters
-    with a `_Slot` wherever a request's value goes. Building the SQL costs more than running it on
+    with a `Slot` wherever a request's value goes. Building the SQL costs more than running it on
     a typical account, so it is built once per shape and process."""
-    slots = {name: _Slot(name) for name in (*names, "skip", "limit")}
+    slots = {name: Slot(name) for name in (*names, "skip", "limit")}
     page = (
         _filtered(slots)
         .select(*TODO_COLUMNS)
         .order_by(*_ordering(list(sort), by_tag="tag0" in slots))
-        .offset(Value(slots["skip"], converter=False))
-        .limit(Value(slots["limit"], converter=False))
+        .offset(slots["skip"].value())
+        .limit(slots["limit"].value())
     )
-    sql, params = page.sql()
-    return sql, tuple(params)
+    return compile_once(page)
 
 
 def page_statement(values: dict[str, Any], args: dict[str, Any]) -> tuple[str, list[Any]]:
     """The SQL and parameters for the page of `args` over the todos `values` select."""
     sql, template = _page_statement(type(db.obj).__name__, tuple(values), tuple(args["sort"]))
-    given = {**values, "skip": args["skip"], "limit": args["limit"]}
-    return sql, [given[param.name] if isinstance(param, _Slot) else param for param in template]
+    return sql, fill(template, {**values, "skip": args["skip"], "limit": args["limit"]})
 
 
 NEWEST_FIRST = [("created_at", True)]
