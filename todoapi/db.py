@@ -13,8 +13,10 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg2
 import psycopg2.extensions
+import psycopg2.extras
 from flask import Flask, has_request_context
 from peewee import Database, DatabaseProxy, PostgresqlDatabase, ProgrammingError, SqliteDatabase, Value
 from playhouse.db_url import connect, parse
@@ -191,6 +193,9 @@ def open_database(url: str, timeout_seconds: int = 2) -> Database:
         if not params.get("database"):
             raise ValueError(f"DATABASE_URL names no database: {url.split('@')[-1]!r}")
         psycopg2.extensions.set_wait_callback(_wait_with_deadline)  # process-wide, idempotent
+        # The driver decodes json columns (a page's tags) with orjson: a fifth of the stdlib's cost.
+        psycopg2.extras.register_default_json(globally=True, loads=orjson.loads)
+        psycopg2.extras.register_default_jsonb(globally=True, loads=orjson.loads)
         return _PooledPostgresqlDatabase(**params)
     if url.startswith("sqlite:///"):
         return connect(url, pragmas=SQLITE_PRAGMAS, timeout=timeout_seconds + 3)
