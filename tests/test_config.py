@@ -51,3 +51,13 @@ def test_production_accepts_a_32_character_secret():
 def test_bad_numbers_are_refused_by_name(name, value):
     with pytest.raises(ConfigError, match=name):
         load_config({name: value})
+
+
+@pytest.mark.parametrize("value", ["ten a minute", "10/fortnight", "10"])
+def test_a_bad_login_rate_limit_is_refused_by_name(value):
+    with pytest.raises(ConfigError, match="LOGIN_RATE_LIMIT"):
+        load_config({"LOGIN_RATE_LIMIT": value})
+
+
+def test_a_login_rate_limit_may_use_the_long_form():
+    assert load_config({"LOGIN_RATE_LIMIT": " 5 per hour "})["LOGIN_RATE_LIMIT"] == "5 per hour"

@@ -6,7 +6,7 @@ from typing import Any, NoReturn, cast
 import flask_smorest
 import flask_smorest.etag
 import orjson
-from flask import Flask, Request, Response, request
+from flask import Flask, Request, Response, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
@@ -91,6 +91,10 @@ class Blueprint(flask_smorest.Blueprint):
 
     def _check_precondition(self) -> None:
         pass
+
+    def _is_etag_enabled(self) -> bool:
+        # smorest finds the Api through a blueprint lookup twice per request; one Api per app.
+        return not current_app.config.get("ETAG_DISABLED", False)
 
     def _check_not_modified(self, etag: str) -> None:
         # RFC 9110: If-None-Match compares weakly, and a 304 repeats the ETag.
@@ -180,6 +184,12 @@ class JSONProvider(DefaultJSONProvider):
         | orjson.OPT_PASSTHROUGH_DATETIME
         | orjson.OPT_PASSTHROUGH_SUBCLASS
     )
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        # smorest hashes every ETag's data through here, with sort_keys=True.
+        if kwargs.keys() <= {"sort_keys"} and kwargs.get("sort_keys", self.sort_keys):
+            return orjson.dumps(obj, default=self.default, option=self.OPTIONS).decode()
+        return super().dumps(obj, **kwargs)
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         if self.compact is False or (self.compact is None and self._app.debug):

@@ -3,6 +3,8 @@
 from collections.abc import Mapping
 from typing import Any
 
+from limits import parse
+
 DEV_SECRET = "dev-only-secret-change-me-in-production"  # noqa: S105 - refused in production below
 MIN_SECRET_LENGTH = 32
 
@@ -22,6 +24,17 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    try:
+        parse(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must read like {default!r} (a count per second/minute/hour/day), got {raw!r}"
+        ) from None
+    return raw
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
@@ -46,7 +59,7 @@ def load_config(env: Mapping[str, str]) -> dict[str, Any]:
         "NOTIFY_INTERVAL_SECONDS": _int(env, "NOTIFY_INTERVAL_SECONDS", 60),
         "SMTP_URL": env.get("SMTP_URL") or None,
         "WEBHOOK_ALLOW_PRIVATE": _bool(env, "WEBHOOK_ALLOW_PRIVATE"),
-        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT") or "10/minute",
+        "LOGIN_RATE_LIMIT": _rate(env, "LOGIN_RATE_LIMIT", "10/minute"),
         "MAX_CONTENT_LENGTH": 1024 * 1024,  # larger bodies get 413
         # Seconds a request waits for the database before answering 503.
         "DB_TIMEOUT_SECONDS": _int(env, "DB_TIMEOUT_SECONDS", 2),

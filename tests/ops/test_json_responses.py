@@ -44,6 +44,11 @@ def test_a_response_means_what_flasks_own_encoder_says(value):
         ours = jsonify(value)
     assert ours.mimetype == "application/json"
     assert json.loads(ours.get_data()) == _flask_default(value)
+    # smorest hashes ETag data through `dumps(sort_keys=True)`
+    with APP.app_context():
+        assert json.loads(APP.json.dumps(value, sort_keys=True)) == json.loads(
+            DefaultJSONProvider(APP).dumps(value, sort_keys=True)
+        )
 
 
 def test_keys_are_sorted_and_dates_are_http_dates_as_before():
@@ -58,6 +63,11 @@ def test_keys_are_sorted_and_dates_are_http_dates_as_before():
         '{"1":"00000000-0000-0000-0000-000000000005","a":"1.5",'
         '"b":["Thu, 02 Jan 2025 00:00:00 GMT","Wed, 01 Jan 2025 12:00:00 GMT"]}\n'
     )
+
+
+def test_other_dumps_arguments_are_the_standard_librarys():
+    with APP.app_context():
+        assert APP.json.dumps({"b": 1, "a": "é"}, indent=1) == '{\n "a": "\\u00e9",\n "b": 1\n}'
 
 
 def test_debug_responses_stay_indented():
