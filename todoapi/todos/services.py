@@ -153,8 +153,8 @@ def _write_tags(user_id: int, todo: Todo, replace: bool = False) -> None:
         db.execute_sql(sql, fill(template, values))
 
 
-INSERTED_FIELDS = (
-    Todo.user,
+TODO_COLUMNS = (
+    Todo.id,
     Todo.title,
     Todo.description,
     Todo.done,
@@ -164,6 +164,7 @@ INSERTED_FIELDS = (
     Todo.created_at,
     Todo.updated_at,
 )
+INSERTED_FIELDS = (Todo.user, *TODO_COLUMNS[1:])  # the owner and every column but the id
 
 
 def _column_values(todo: Todo, fields: Iterable[Any]) -> dict[str, Any]:
@@ -439,17 +440,6 @@ def _ordering(sort: list[tuple[str, bool]], by_tag: bool = False) -> Iterator[No
     yield Todo.id.desc()  # a total order: pages never overlap or skip
 
 
-TODO_COLUMNS = (
-    Todo.id,
-    Todo.title,
-    Todo.description,
-    Todo.done,
-    Todo.priority,
-    Todo.due_date,
-    Todo.tags,
-    Todo.created_at,
-    Todo.updated_at,
-)
 PAGING_ARGS = {"skip", "limit", "sort"}
 
 
