@@ -185,18 +185,20 @@ class JSONProvider(DefaultJSONProvider):
         | orjson.OPT_PASSTHROUGH_SUBCLASS
     )
 
+    def _encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, default=self.default, option=self.OPTIONS)
+
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         # smorest hashes every ETag's data through here, with sort_keys=True.
         if kwargs.keys() <= {"sort_keys"} and kwargs.get("sort_keys", self.sort_keys):
-            return orjson.dumps(obj, default=self.default, option=self.OPTIONS).decode()
+            return self._encode(obj).decode()
         return super().dumps(obj, **kwargs)
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         if self.compact is False or (self.compact is None and self._app.debug):
             return cast(Response, super().response(*args, **kwargs))  # indented, for people
-        obj = self._prepare_response_obj(args, kwargs)
-        body = orjson.dumps(obj, default=self.default, option=self.OPTIONS)
-        return cast(Response, self._app.response_class(body + b"\n", mimetype=self.mimetype))  # type: ignore[arg-type]
+        body = self._encode(self._prepare_response_obj(args, kwargs)) + b"\n"
+        return cast(Response, self._app.response_class(body, mimetype=self.mimetype))  # type: ignore[arg-type]
 
 
 def init_api(app: Flask) -> Api:

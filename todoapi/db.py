@@ -213,6 +213,11 @@ def init_db(app: Flask) -> None:
             db.close()
 
 
+def dialect() -> str:
+    """What SQL built once is cached under: the bound database's class."""
+    return type(db.obj).__name__
+
+
 def sql_for(query: Any, *params: Any) -> str:
     """The SQL of `query`, which must take exactly `params` in this order: the text can then run
     again with other values in their places. For queries every request runs, built once."""

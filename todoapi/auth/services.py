@@ -9,7 +9,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from peewee import IntegrityError, fn
 
-from todoapi.db import db, sql_for
+from todoapi.db import db, dialect, sql_for
 from todoapi.errors import Conflict, Forbidden, Unauthorized, Unprocessable
 from todoapi.models import Session, User
 from todoapi.notifications.channels import UnsafeTarget, check_webhook_url, new_webhook_secret
@@ -115,7 +115,7 @@ def session_user(session_id: Any, user_id: Any, refresh_jti: str | None = None) 
     if not isinstance(session_id, str) or not isinstance(user_id, str) or not user_id.isdigit():
         return None
     params = [session_id, int(user_id)] if refresh_jti is None else [session_id, int(user_id), refresh_jti]
-    sql = _session_user_sql(type(db.obj).__name__, refresh_jti is not None)
+    sql = _session_user_sql(dialect(), refresh_jti is not None)
     row = db.execute_sql(sql, params).fetchone()
     return None if row is None else User.from_row(row)
 

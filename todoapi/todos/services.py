@@ -10,9 +10,31 @@ from functools import lru_cache
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from peewee import OP, SQL, Case, Expression, IntegrityError, ModelSelect, Node, NodeList, Value, fn
+from peewee import (
+    OP,
+    SQL,
+    Case,
+    Expression,
+    IntegrityError,
+    JSONField,
+    ModelSelect,
+    Node,
+    NodeList,
+    Value,
+    fn,
+)
 
-from todoapi.db import Slot, compile_once, db, fill, for_update, is_sqlite, sql_for, write_transaction
+from todoapi.db import (
+    Slot,
+    compile_once,
+    db,
+    dialect,
+    fill,
+    for_update,
+    is_sqlite,
+    sql_for,
+    write_transaction,
+)
 from todoapi.errors import NotFound, PreconditionFailed, Unprocessable
 from todoapi.models import IdempotencyKey, Todo, TodoTag, User, utcnow
 
@@ -90,7 +112,7 @@ def _bump_revision_sql(dialect: str) -> str:
 
 def _bump_revision(user_id: int) -> None:
     # Every write runs it: its SQL is built once per dialect.
-    db.execute_sql(_bump_revision_sql(type(db.obj).__name__), (1, user_id))
+    db.execute_sql(_bump_revision_sql(dialect()), (1, user_id))
 
 
 def todo_json(todo: Todo) -> dict[str, Any]:
@@ -141,9 +163,9 @@ def _delete_tags_sql(dialect: str) -> str:
 
 def _write_tags(user_id: int, todo: Todo, replace: bool = False) -> None:
     if replace:
-        db.execute_sql(_delete_tags_sql(type(db.obj).__name__), (todo.id,))
+        db.execute_sql(_delete_tags_sql(dialect()), (todo.id,))
     if todo.tags:
-        sql, template = _insert_tags_statement(type(db.obj).__name__, len(todo.tags))
+        sql, template = _insert_tags_statement(dialect(), len(todo.tags))
         created_at = TodoTag.created_at.db_value(todo.created_at)
         values = {
             (n, field.name): value
@@ -173,7 +195,7 @@ def _column_values(todo: Todo, fields: Iterable[Any]) -> dict[str, Any]:
     return {
         field.name: (
             json.dumps(todo.tags, separators=(",", ":"))
-            if field.name == "tags"
+            if isinstance(field, JSONField)
             else field.db_value(todo.__data__[field.name])
         )
         for field in fields
@@ -189,7 +211,7 @@ def _insert_todo(user_id: int, data: dict[str, Any]) -> Todo:
     now = _next_timestamp()
     todo = Todo(user=user_id, created_at=now, updated_at=now, **data)  # the model's defaults fill in the rest
     # What Todo.create() does, with the INSERT's SQL built once (a third of a create's CPU).
-    sql, template = _insert_todo_statement(type(db.obj).__name__)
+    sql, template = _insert_todo_statement(dialect())
     cursor = db.execute_sql(sql, fill(template, _column_values(todo, INSERTED_FIELDS)))
     todo.id = cursor.fetchone()[0] if " RETURNING " in sql else cursor.lastrowid
     todo._dirty.clear()  # type: ignore[attr-defined]
@@ -257,7 +279,7 @@ def get_todo_json(user_id: int, todo_id: int) -> dict[str, Any]:
     """One of the user's todos as the API shows it, straight from the driver's row."""
     if todo_id > MAX_ID:
         raise NotFound("Todo not found.")
-    row = db.execute_sql(_todo_by_id_sql(type(db.obj).__name__), (user_id, todo_id)).fetchone()
+    row = db.execute_sql(_todo_by_id_sql(dialect()), (user_id, todo_id)).fetchone()
     if row is None:
         raise NotFound("Todo not found.")
     return _row_json(row)
@@ -272,7 +294,7 @@ def _locked_todo_sql(dialect: str) -> str:
 def _get_locked(user_id: int, todo_id: int, precondition: Precondition) -> Todo:
     if todo_id > MAX_ID:
         raise NotFound("Todo not found.")
-    row = db.execute_sql(_locked_todo_sql(type(db.obj).__name__), (user_id, todo_id)).fetchone()
+    row = db.execute_sql(_locked_todo_sql(dialect()), (user_id, todo_id)).fetchone()
     if row is None:
         raise NotFound("Todo not found.")
     todo = cast(Todo, Todo.from_row(row))
@@ -300,7 +322,7 @@ def update_todo(
             setattr(todo, name, value)
         todo.updated_at = _next_timestamp(todo.updated_at)
         names = (*sorted(changed), "updated_at")
-        sql, template = _update_todo_statement(type(db.obj).__name__, names)
+        sql, template = _update_todo_statement(dialect(), names)
         fields = [getattr(Todo, name) for name in names]
         db.execute_sql(sql, fill(template, {**_column_values(todo, fields), "id": todo.id}))
         if "tags" in changed:
@@ -317,7 +339,7 @@ def _delete_todo_sql(dialect: str) -> str:
 def delete_todo(user_id: int, todo_id: int, precondition: Precondition = None) -> None:
     with write_transaction():
         todo = _get_locked(user_id, todo_id, precondition)
-        db.execute_sql(_delete_todo_sql(type(db.obj).__name__), (todo.id,))
+        db.execute_sql(_delete_todo_sql(dialect()), (todo.id,))
         _bump_revision(user_id)
 
 
@@ -412,7 +434,7 @@ def _page_statement(
 
 def page_statement(values: dict[str, Any], args: dict[str, Any]) -> tuple[str, list[Any]]:
     """The SQL and parameters for the page of `args` over the todos `values` select."""
-    sql, template = _page_statement(type(db.obj).__name__, tuple(values), tuple(args["sort"]))
+    sql, template = _page_statement(dialect(), tuple(values), tuple(args["sort"]))
     return sql, fill(template, {**values, "skip": args["skip"], "limit": args["limit"]})
 
 
