@@ -192,6 +192,31 @@ def test_token_type_from_login_works_as_the_auth_scheme(client: FlaskClient) -> 
     assert response.status_code == 200, response.json
 
 
+@pytest.mark.parametrize(
+    "shape, works",
+    [
+        ("BEARER {token}", True),
+        ("bearer {token}", True),
+        ("Basic dXNlcjpwYXNz, Bearer {token}", True),
+        ("Bearer {token},", True),
+        ("Bearer", False),
+        ("Bearer {token} extra", False),
+        ("Bearer {token}, Bearer {token}", False),
+        ("{token}", False),
+        ("Bearer{token}", False),
+    ],
+)
+def test_authorization_header_shapes(client: FlaskClient, shape: str, works: bool) -> None:
+    token = sign_up(client)["access_token"]
+
+    response = client.get("/me", headers={"Authorization": shape.format(token=token)})
+
+    if works:
+        assert response.status_code == 200, response.json
+    else:
+        assert_unauthorized(response)
+
+
 # --- refresh ------------------------------------------------------------------------------------
 
 
@@ -266,9 +291,24 @@ def forged_refresh(client: FlaskClient) -> RefreshCase:
     return jwt.encode(claims(tokens["refresh_token"]), WRONG_KEY, algorithm="HS256"), tokens
 
 
+def refresh_without_jti(client: FlaskClient) -> RefreshCase:
+    # Signed with the real key: only the missing jti is wrong, and the session must not rotate.
+    tokens = sign_up(client)
+    stripped = {name: value for name, value in claims(tokens["refresh_token"]).items() if name != "jti"}
+    key = client.application.config["JWT_SECRET_KEY"]
+    return jwt.encode(stripped, key, algorithm="HS256"), tokens
+
+
 @pytest.mark.parametrize(
     "build",
-    [access_token_instead, already_rotated, refresh_after_logout, refresh_of_deleted_user, forged_refresh],
+    [
+        access_token_instead,
+        already_rotated,
+        refresh_after_logout,
+        refresh_of_deleted_user,
+        forged_refresh,
+        refresh_without_jti,
+    ],
 )
 def test_refresh_rejects(client: FlaskClient, build: Callable[..., RefreshCase]) -> None:
     token, session = build(client)

@@ -1,20 +1,21 @@
 """JWTs: issuing, verifying, and one 401 shape for every way a token can fail."""
 
+import re
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from functools import wraps
 from typing import Any, TypeVar, cast
 
+import jwt as pyjwt
 from flask import Flask, current_app, g, request
-from flask_jwt_extended import (
-    JWTManager,
-    create_access_token,
-    create_refresh_token,
-    current_user,
-    get_jti,
-    get_jwt,
-    jwt_required,
+from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, get_jti
+from flask_jwt_extended.exceptions import (
+    InvalidHeaderError,
+    NoAuthorizationError,
+    RevokedTokenError,
+    WrongTokenError,
 )
 
 from todoapi.api import BEARER, Blueprint, error_doc
@@ -30,40 +31,75 @@ def _unauthorized(message: str) -> tuple[dict[str, Any], int, dict[str, str]]:
 
 
 class _RememberingJWTManager(JWTManager):
-    """flask-jwt-extended, remembering the tokens it has verified.
+    """flask-jwt-extended's manager, remembering the tokens it has verified.
 
-    It decodes a token three times on every request (claims, header, then verified), and PyJWT
-    checks base64 one character at a time: ~80 µs per request. Once a token has passed, its
-    signature, `nbf` and `iat` checks give the same answer forever; only `exp` moves. So a verified
-    token's claims are kept (per process, bounded) under its exact text, and `exp` is checked again
-    on every use. Revocation is not cached: the session check runs on every request.
+    Verifying decodes a token three times (claims, header, then verified), and PyJWT checks base64
+    one character at a time: ~80 µs per request. Once a token has passed, its signature, `nbf` and
+    `iat` checks give the same answer forever; only `exp` moves. So a verified token's claims and
+    header are kept (per process, bounded) under its exact text, and `exp` is checked again on every
+    use. Revocation is not cached: the session check runs on every request.
     """
 
     REMEMBERED = 4096
 
     def __init__(self, app: Flask) -> None:
-        self._verified: dict[tuple[str, str | None], dict[str, Any]] = {}
+        self._verified: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._lock = threading.Lock()
         super().__init__(app)
 
-    def _decode_jwt_from_config(
-        self, encoded_token: str, csrf_value: str | None = None, allow_expired: bool = False
-    ) -> dict[str, Any]:
-        key = (encoded_token, csrf_value)
-        claims = self._verified.get(key)
-        if claims is not None:
+    def verified(self, encoded_token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The claims and header of a valid token; the library's exceptions for any other."""
+        remembered = self._verified.get(encoded_token)
+        if remembered is not None:
+            claims, header = remembered
             exp = claims.get("exp")
             leeway = current_app.config["JWT_DECODE_LEEWAY"]
-            if allow_expired or exp is None or int(exp) > time.time() - leeway:
-                return dict(claims)
-            self._verified.pop(key, None)  # expired: the library raises its own error below
-        claims = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
-        if not allow_expired:
-            with self._lock:
-                if len(self._verified) >= self.REMEMBERED:
-                    del self._verified[next(iter(self._verified))]  # the oldest
-                self._verified[key] = dict(claims)
-        return claims
+            if exp is None or int(exp) > time.time() - leeway:
+                return dict(claims), header
+            self._verified.pop(encoded_token, None)  # expired: the library raises its own error below
+        claims = self._decode_jwt_from_config(encoded_token)
+        header = pyjwt.get_unverified_header(encoded_token)
+        with self._lock:
+            if len(self._verified) >= self.REMEMBERED:
+                del self._verified[next(iter(self._verified))]  # the oldest
+            self._verified[encoded_token] = (dict(claims), header)
+        return claims, header
+
+
+_FIELDS = re.compile(r",\s*")
+
+
+def _bearer_token() -> str:
+    """The JWT in `Authorization: Bearer <JWT>`, read as flask-jwt-extended reads it, except that the
+    scheme is case-insensitive (RFC 7235; we hand out token_type "bearer")."""
+    value = request.headers.get("Authorization", "").strip().strip(",")
+    if not value:
+        raise NoAuthorizationError("Missing Authorization Header")
+    fields = [field for field in _FIELDS.split(value) if field and field.split()[0].lower() == "bearer"]
+    if len(fields) != 1:
+        raise NoAuthorizationError("Missing 'Bearer' type in 'Authorization' header.")
+    parts = fields[0].split()
+    if len(parts) != 2:
+        raise InvalidHeaderError("Bad Authorization header. Expected 'Authorization: Bearer <JWT>'")
+    return parts[1]
+
+
+def _authenticate(refresh: bool) -> None:
+    """What flask-jwt-extended's `jwt_required` checks, for our one token location, with one query
+    answering both "is the session live" and "who is this" (a deleted user's sessions are gone too).
+
+    Raises the library's exceptions, so its error handlers (and our loaders below) answer."""
+    manager = cast(_RememberingJWTManager, current_app.extensions["flask-jwt-extended"])
+    claims, header = manager.verified(_bearer_token())
+    if refresh != (claims.get("type") == "refresh"):
+        raise WrongTokenError(f"Only {'refresh' if refresh else 'access'} tokens are allowed")
+    refresh_jti = claims.get("jti") if refresh else None
+    if refresh and not isinstance(refresh_jti, str):
+        raise WrongTokenError("A refresh token names its jti")
+    user = services.session_user(claims.get("sid"), claims.get("sub"), refresh_jti)
+    if user is None:
+        raise RevokedTokenError(header, claims)
+    g.token_user, g.token_claims = user, claims
 
 
 def init_auth(app: Flask) -> None:
@@ -76,36 +112,12 @@ def init_auth(app: Flask) -> None:
     )
     jwt = _RememberingJWTManager(app)
 
-    @app.before_request
-    def _canonical_bearer_scheme() -> None:
-        # RFC 7235: the auth scheme is case-insensitive (we hand out token_type "bearer");
-        # flask-jwt-extended compares it case-sensitively.
-        header = request.environ.get("HTTP_AUTHORIZATION", "")
-        if header[:7].lower() == "bearer " and not header.startswith("Bearer "):
-            request.environ["HTTP_AUTHORIZATION"] = "Bearer " + header[7:]
-
     services.configure_hasher(**app.config.get("ARGON2_PARAMETERS", {}))
 
     jwt.unauthorized_loader(lambda reason: _unauthorized("Missing or malformed Authorization header."))
     jwt.invalid_token_loader(lambda reason: _unauthorized("Invalid token."))
     jwt.expired_token_loader(lambda header, payload: _unauthorized("Token has expired."))
     jwt.revoked_token_loader(lambda header, payload: _unauthorized("Token has been revoked."))
-    jwt.user_lookup_error_loader(lambda header, payload: _unauthorized("Unknown user."))
-    jwt.token_verification_failed_loader(lambda header, payload: _unauthorized("Token rejected."))
-    jwt.needs_fresh_token_loader(lambda header, payload: _unauthorized("Fresh token required."))
-
-    @jwt.token_in_blocklist_loader
-    def _is_revoked(header: dict[str, Any], payload: dict[str, Any]) -> bool:
-        # One query answers both "is the session live" and "who is this", so the
-        # user lookup below costs nothing; a deleted user's sessions are gone too.
-        refresh_jti = payload["jti"] if payload.get("type") == "refresh" else None
-        user = services.session_user(payload.get("sid"), payload.get("sub"), refresh_jti)
-        g.token_user = user
-        return user is None
-
-    @jwt.user_lookup_loader
-    def _load_user(header: dict[str, Any], payload: dict[str, Any]) -> User | None:
-        return g.get("token_user")
 
 
 def issue_tokens(user: User, session_id: str) -> tuple[dict[str, Any], str]:
@@ -126,20 +138,26 @@ def issue_tokens(user: User, session_id: str) -> tuple[dict[str, Any], str]:
 UNAUTHORIZED_DOC = {"401": error_doc("Missing, invalid, expired or revoked token.")}
 
 
-def login_required(view: F) -> F:
-    """jwt_required() plus its OpenAPI security marker and 401, so docs and behaviour cannot drift."""
-    return cast(F, Blueprint.doc(security=BEARER, responses=UNAUTHORIZED_DOC)(jwt_required()(view)))
+def _requires_token(refresh: bool) -> Callable[[F], F]:
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            _authenticate(refresh)
+            return view(*args, **kwargs)
+
+        return cast(F, Blueprint.doc(security=BEARER, responses=UNAUTHORIZED_DOC)(checked))
+
+    return decorate
 
 
-def refresh_required(view: F) -> F:
-    """Like login_required, for the refresh token."""
-    documented = Blueprint.doc(security=BEARER, responses=UNAUTHORIZED_DOC)
-    return cast(F, documented(jwt_required(refresh=True)(view)))
+# The token check plus its OpenAPI security marker and 401, so docs and behaviour cannot drift.
+login_required = _requires_token(refresh=False)
+refresh_required = _requires_token(refresh=True)
 
 
 def caller() -> User:
-    return cast(User, current_user)
+    return cast(User, g.token_user)
 
 
 def token_claims() -> dict[str, Any]:
-    return get_jwt()
+    return cast(dict[str, Any], g.token_claims)
