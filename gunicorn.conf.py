@@ -1,5 +1,6 @@
 """gunicorn settings, all from the environment (`PORT`, `WEB_CONCURRENCY`)."""
 
+import gc
 import multiprocessing
 import os
 import tempfile
@@ -34,6 +35,14 @@ control_socket_disable = True
 
 accesslog = None
 errorlog = "-"
+
+
+def pre_fork(server, worker):  # type: ignore[no-untyped-def]
+    # Everything the preloaded app built is moved out of the collector's reach before the fork:
+    # a worker's full collection then walks only its own objects (walking the app's ~80,000 too
+    # took ~30 ms, a pause every few thousand requests, in the p99), and never writes to the pages
+    # it shares with the master.
+    gc.freeze()
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]
