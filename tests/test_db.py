@@ -101,3 +101,50 @@ def test_in_a_request_a_connection_back_moments_ago_is_reused_without_a_ping(pos
         database.execute_sql("SELECT 5 + 0")
     assert statements.count("SELECT 1") == 2, statements
     database.close_all()
+
+
+def test_begin_travels_with_the_first_statement_of_a_transaction(postgres_url):
+    database = open_database(postgres_url)
+    statements: list[str] = []
+
+    class CountingCursor(psycopg2.extensions.cursor):
+        def execute(self, sql, params=None):  # type: ignore[override]
+            statements.append(sql)
+            return super().execute(sql, params)
+
+    def rows_seen_elsewhere() -> list[int]:
+        with psycopg2.connect(postgres_url) as other, other.cursor() as cursor:
+            cursor.execute("SELECT n FROM begin_probe ORDER BY n")
+            return [row[0] for row in cursor.fetchall()]
+
+    database.connect_params["cursor_factory"] = CountingCursor
+    with database.connection_context():
+        database.execute_sql("CREATE TABLE IF NOT EXISTS begin_probe (n int)")
+        database.execute_sql("TRUNCATE begin_probe")
+        statements.clear()
+
+        with database.atomic():
+            database.execute_sql("INSERT INTO begin_probe VALUES (%s)", (1,))
+            assert rows_seen_elsewhere() == []  # inside a transaction block: not committed yet
+            with database.atomic():  # a savepoint
+                database.execute_sql("INSERT INTO begin_probe VALUES (%s)", (2,))
+        assert rows_seen_elsewhere() == [1, 2]
+        assert statements[0] == "BEGIN; INSERT INTO begin_probe VALUES (%s)"
+        assert statements[-1] == "COMMIT"
+        assert "BEGIN" not in statements[1:]
+
+        with pytest.raises(RuntimeError), database.atomic():
+            database.execute_sql("INSERT INTO begin_probe VALUES (%s)", (3,))
+            raise RuntimeError
+        assert rows_seen_elsewhere() == [1, 2]  # rolled back
+
+        statements.clear()
+        with database.atomic():
+            pass
+        assert statements == []  # an empty transaction costs no round trip at all
+        database.execute_sql("INSERT INTO begin_probe VALUES (%s)", (4,))
+        assert statements == ["INSERT INTO begin_probe VALUES (%s)"]  # no BEGIN left over
+        assert database.connection().info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        assert rows_seen_elsewhere() == [1, 2, 4]
+        database.execute_sql("DROP TABLE begin_probe")
+    database.close_all()

@@ -112,7 +112,7 @@ def _wait_with_deadline(conn: Any) -> None:
 
 class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
     """The pool's round trips (`SELECT 1` at checkout, rollback at check-in) get the handshake deadline;
-    reads in a request are prepared statements."""
+    reads in a request are prepared statements; BEGIN rides along with the first statement after it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,6 +120,7 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
         self._unpreparable: set[str] = set()
         self._names = itertools.count(1)
         self._checked_in: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._begin_pending: weakref.WeakSet[Any] = weakref.WeakSet()  # connections owing a BEGIN
 
     def _is_closed(self, conn: Any) -> bool:
         if conn.closed:
@@ -142,9 +143,35 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
         self._checked_in[conn] = time.monotonic()
         return reusable
 
+    def begin(self, isolation_level: Any = None) -> None:
+        """BEGIN travels with the transaction's first statement instead of in a round trip of its own:
+        a round trip costs ~40 µs of CPU here and as much in the server, and a write made six."""
+        if isolation_level is None and self._isolation_level is None:
+            self._begin_pending.add(self.connection())
+        else:
+            super().begin(isolation_level)
+
+    def commit(self) -> None:
+        if not self._begin_dropped():  # nothing ran since BEGIN: nothing to commit
+            super().commit()
+
+    def rollback(self) -> None:
+        if not self._begin_dropped():
+            super().rollback()
+
+    def _begin_dropped(self) -> bool:
+        conn = self._state.conn
+        if conn is not None and conn in self._begin_pending:
+            self._begin_pending.discard(conn)
+            return True
+        return False
+
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         """A request's reads run as prepared statements: PostgreSQL then plans each query shape once
         per connection instead of on every request (planning a page costs more than running it)."""
+        if self._begin_dropped():
+            # One query string, two statements: the transaction block BEGIN opens outlives it.
+            return super().execute_sql(f"BEGIN; {sql}", params)
         # Not in a transaction: a failed PREPARE would abort the caller's.
         plain = not sql.startswith("SELECT ") or sql in self._unpreparable or self.in_transaction()
         if plain or not has_request_context():
