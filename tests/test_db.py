@@ -6,7 +6,7 @@ from flask import Flask
 from playhouse.pool import PooledPostgresqlDatabase
 
 import todoapi.db as db_module
-from todoapi.db import db, open_database
+from todoapi.db import db, execute_together, open_database
 
 
 def test_sqlite_urls_relative_and_absolute(tmp_path, monkeypatch):
@@ -148,3 +148,40 @@ def test_begin_travels_with_the_first_statement_of_a_transaction(postgres_url):
         assert rows_seen_elsewhere() == [1, 2, 4]
         database.execute_sql("DROP TABLE begin_probe")
     database.close_all()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_statements_run_together_in_order_and_in_one_round_trip_on_postgres(kind, postgres_url, tmp_path):
+    url = postgres_url if kind == "postgres" else f"sqlite:///{tmp_path / 'together.db'}"
+    database = open_database(url)
+    statements: list[str] = []
+
+    class CountingCursor(psycopg2.extensions.cursor):
+        def execute(self, sql, params=None):  # type: ignore[override]
+            statements.append(sql)
+            return super().execute(sql, params)
+
+    if kind == "postgres":
+        database.connect_params["cursor_factory"] = CountingCursor
+    bound = db.obj
+    db.initialize(database)
+    try:
+        with database.connection_context():
+            database.execute_sql("CREATE TABLE together_probe (n int, label text)")
+            statements.clear()
+            with database.atomic():
+                cursor = execute_together(
+                    ("INSERT INTO together_probe VALUES (%s, %s)".replace("%s", database.param), (1, "50%")),
+                    ("UPDATE together_probe SET n = n + %s".replace("%s", database.param), (10,)),
+                    ("SELECT n, label FROM together_probe", ()),
+                )
+                assert cursor.fetchall() == [(11, "50%")]  # in order; the last statement's rows
+            if kind == "postgres":
+                assert len(statements) == 2, statements  # BEGIN with all three, then COMMIT
+            database.execute_sql("DROP TABLE together_probe")
+    finally:
+        db.initialize(bound)
+        if kind == "postgres":
+            database.close_all()
+        else:
+            database.close()

@@ -7,7 +7,7 @@ import select
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -277,6 +277,21 @@ def fill(template: tuple[Any, ...], values: Any) -> list[Any]:
     """The parameters of `template` (from `compile_once`), each slot taking `values[slot.name]`,
     already converted as the column takes it."""
     return [values[param.name] if isinstance(param, Slot) else param for param in template]
+
+
+Statement = tuple[str, Sequence[Any]]
+
+
+def execute_together(*statements: Statement) -> Any:
+    """Run `statements` in order; the cursor of the last. On PostgreSQL they go as one query string,
+    one round trip (psycopg2 fills in the parameters itself); SQLite's driver takes one at a time."""
+    if not is_postgres():
+        cursor = None
+        for sql, params in statements:
+            cursor = db.execute_sql(sql, params)
+        return cursor
+    sql = "; ".join(sql for sql, _ in statements)
+    return db.execute_sql(sql, [value for _, params in statements for value in params])
 
 
 def is_postgres(database: Any = db) -> bool:

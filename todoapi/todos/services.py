@@ -26,9 +26,11 @@ from peewee import (
 
 from todoapi.db import (
     Slot,
+    Statement,
     compile_once,
     db,
     dialect,
+    execute_together,
     fill,
     for_update,
     is_sqlite,
@@ -110,9 +112,9 @@ def _bump_revision_sql(dialect: str) -> str:
     return sql_for(User.update(todo_revision=User.todo_revision + 1).where(User.id == -1), 1, -1)
 
 
-def _bump_revision(user_id: int) -> None:
-    # Every write runs it: its SQL is built once per dialect.
-    db.execute_sql(_bump_revision_sql(dialect()), (1, user_id))
+def _bump_revision(user_id: int) -> Statement:
+    # Every write runs it (in the same round trip as another statement): its SQL is built once.
+    return _bump_revision_sql(dialect()), (1, user_id)
 
 
 def todo_json(todo: Todo) -> dict[str, Any]:
@@ -161,9 +163,11 @@ def _delete_tags_sql(dialect: str) -> str:
     return sql_for(TodoTag.delete().where(TodoTag.todo == -1), -1)
 
 
-def _write_tags(user_id: int, todo: Todo, replace: bool = False) -> None:
+def _write_tags(user_id: int, todo: Todo, replace: bool = False) -> list[Statement]:
+    """The statements that give `todo` its tag rows (replacing the old ones), to run by the caller."""
+    statements: list[Statement] = []
     if replace:
-        db.execute_sql(_delete_tags_sql(dialect()), (todo.id,))
+        statements.append((_delete_tags_sql(dialect()), (todo.id,)))
     if todo.tags:
         sql, template = _insert_tags_statement(dialect(), len(todo.tags))
         created_at = TodoTag.created_at.db_value(todo.created_at)
@@ -172,7 +176,8 @@ def _write_tags(user_id: int, todo: Todo, replace: bool = False) -> None:
             for n, tag in enumerate(todo.tags)
             for field, value in zip(TAG_ROW_FIELDS, (todo.id, user_id, tag, created_at), strict=True)
         }
-        db.execute_sql(sql, fill(template, values))
+        statements.append((sql, fill(template, values)))
+    return statements
 
 
 TODO_COLUMNS = (
@@ -212,11 +217,12 @@ def _insert_todo(user_id: int, data: dict[str, Any]) -> Todo:
     todo = Todo(user=user_id, created_at=now, updated_at=now, **data)  # the model's defaults fill in the rest
     # What Todo.create() does, with the INSERT's SQL built once (a third of a create's CPU).
     sql, template = _insert_todo_statement(dialect())
-    cursor = db.execute_sql(sql, fill(template, _column_values(todo, INSERTED_FIELDS)))
+    insert = (sql, fill(template, _column_values(todo, INSERTED_FIELDS)))
+    cursor = execute_together(_bump_revision(user_id), insert)
     todo.id = cursor.fetchone()[0] if " RETURNING " in sql else cursor.lastrowid
     todo._dirty.clear()  # type: ignore[attr-defined]
-    _write_tags(user_id, todo)
-    _bump_revision(user_id)
+    if todo.tags:
+        execute_together(*_write_tags(user_id, todo))
     return todo
 
 
@@ -324,10 +330,11 @@ def update_todo(
         names = (*sorted(changed), "updated_at")
         sql, template = _update_todo_statement(dialect(), names)
         fields = [getattr(Todo, name) for name in names]
-        db.execute_sql(sql, fill(template, {**_column_values(todo, fields), "id": todo.id}))
-        if "tags" in changed:
-            _write_tags(user_id, todo, replace=True)
-        _bump_revision(user_id)
+        execute_together(
+            (sql, fill(template, {**_column_values(todo, fields), "id": todo.id})),
+            *(_write_tags(user_id, todo, replace=True) if "tags" in changed else ()),
+            _bump_revision(user_id),
+        )
     return todo
 
 
@@ -339,8 +346,7 @@ def _delete_todo_sql(dialect: str) -> str:
 def delete_todo(user_id: int, todo_id: int, precondition: Precondition = None) -> None:
     with write_transaction():
         todo = _get_locked(user_id, todo_id, precondition)
-        db.execute_sql(_delete_todo_sql(dialect()), (todo.id,))
-        _bump_revision(user_id)
+        execute_together((_delete_todo_sql(dialect()), (todo.id,)), _bump_revision(user_id))
 
 
 # Where each filter's value goes, and through which column's converter.
