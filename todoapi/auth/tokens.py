@@ -72,7 +72,7 @@ _FIELDS = re.compile(r",\s*")
 def _bearer_token() -> str:
     """The JWT in `Authorization: Bearer <JWT>`, read as flask-jwt-extended reads it, except that the
     scheme is case-insensitive (RFC 7235; we hand out token_type "bearer")."""
-    value = request.headers.get("Authorization", "").strip().strip(",")
+    value = request.environ.get("HTTP_AUTHORIZATION", "").strip().strip(",")
     if not value:
         raise NoAuthorizationError("Missing Authorization Header")
     fields = [field for field in _FIELDS.split(value) if field and field.split()[0].lower() == "bearer"]

@@ -52,7 +52,8 @@ def init_request_logging(app: Flask) -> None:
 
     @app.before_request
     def _start() -> None:
-        offered = request.headers.get("X-Request-ID", "")
+        # From the environ: werkzeug's header lookup builds an exception for every absent header.
+        offered = request.environ.get("HTTP_X_REQUEST_ID", "")
         g.request_id = offered if _VALID_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         g.request_id_token = request_id_var.set(g.request_id)
         g.started = time.perf_counter()
@@ -83,13 +84,22 @@ def init_request_logging(app: Flask) -> None:
             request_id_var.reset(token)
 
 
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+    ("Referrer-Policy", "no-referrer"),
+)
+
+
 def init_security_headers(app: Flask) -> None:
     @app.after_request
     def _secure(response: Response) -> Response:
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if "Authorization" in request.headers or request.path.startswith("/auth/"):
+        # Added where the response has not set its own; one pass over its headers, not one per name.
+        present = {name.lower() for name, _ in response.headers.items()}
+        for name, value in SECURITY_HEADERS:
+            if name.lower() not in present:
+                response.headers.add(name, value)
+        if "HTTP_AUTHORIZATION" in request.environ or request.path.startswith("/auth/"):
             response.headers["Cache-Control"] = "no-store"  # personal data and tokens
         return response

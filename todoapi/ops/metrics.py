@@ -7,6 +7,7 @@ worker), every process writes its samples there and /metrics aggregates them.
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -65,10 +66,24 @@ def init_metrics(app: Flask) -> None:
     def _clock() -> None:
         g.metrics_started = time.perf_counter()
 
+    # Each (method, route, status)'s samples, looked up once: `labels()` validates and locks every time.
+    series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     @app.after_request
     def _observe(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        key = (request.method, endpoint, response.status_code)
+        samples = series.get(key)
+        if samples is None:
+            samples = series.setdefault(
+                key,
+                (
+                    HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)),
+                    HTTP_DURATION.labels(request.method, endpoint),
+                ),
+            )
+        requests, duration = samples
+        requests.inc()
         if "metrics_started" in g:
-            HTTP_DURATION.labels(request.method, endpoint).observe(time.perf_counter() - g.metrics_started)
+            duration.observe(time.perf_counter() - g.metrics_started)
         return response
