@@ -1,4 +1,6 @@
-"""How `DATABASE_URL` becomes a database: SQLite pragmas, PostgreSQL pooling, URL forms."""
+"""How `DATABASE_URL` becomes a database: SQLite pragmas, pooling, URL forms."""
+
+import threading
 
 import psycopg2.extensions
 import pytest
@@ -22,6 +24,25 @@ def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path):
         assert pragma("journal_mode") == "wal"
         assert pragma("foreign_keys") == 1
         assert pragma("busy_timeout") >= 1000
+
+
+def test_sqlite_connections_are_kept_between_requests_and_shared_by_threads(tmp_path):
+    database = open_database(f"sqlite:///{tmp_path}/kept.db")
+    opened: list[object] = []
+
+    def one_request() -> None:
+        with database.connection_context():
+            opened.append(database.connection())
+            assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+
+    one_request()
+    one_request()
+    worker = threading.Thread(target=one_request)  # another thread takes the same connection back out
+    worker.start()
+    worker.join()
+    assert len(opened) == 3
+    assert opened[0] is opened[1] is opened[2]  # opened (and its pragmas set) once
+    database.close_all()
 
 
 def test_postgres_urls_give_a_per_process_pool():
