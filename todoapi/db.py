@@ -233,6 +233,7 @@ def open_database(url: str, timeout_seconds: int = 2) -> Database:
             "sqlite+pool:" + url.removeprefix("sqlite:"),
             pragmas=SQLITE_PRAGMAS,
             max_connections=SQLITE_POOL_SIZE,
+            timeout=timeout_seconds,  # wait for a free pooled connection, then fail
             check_same_thread=False,
         )
     raise ValueError(f"DATABASE_URL must start with sqlite:/// or postgresql://, got {url.split(':')[0]!r}")
