@@ -11,6 +11,19 @@ import todoapi.db as db_module
 from todoapi.db import db, execute_together, open_database
 
 
+def sent_statements(database) -> list[str]:
+    """Every statement the database's connections send from now on (connections opened later)."""
+    statements: list[str] = []
+
+    class CountingCursor(psycopg2.extensions.cursor):
+        def execute(self, sql, params=None):  # type: ignore[override]
+            statements.append(sql)
+            return super().execute(sql, params)
+
+    database.connect_params["cursor_factory"] = CountingCursor
+    return statements
+
+
 def test_sqlite_urls_relative_and_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert open_database("sqlite:///todo.db").database == "todo.db"
@@ -101,14 +114,8 @@ def test_request_reads_run_as_prepared_statements_planned_once_per_connection(po
 
 def test_in_a_request_a_connection_back_moments_ago_is_reused_without_a_ping(postgres_url, monkeypatch):
     database = open_database(postgres_url)
-    statements: list[str] = []
 
-    class CountingCursor(psycopg2.extensions.cursor):
-        def execute(self, sql, params=None):  # type: ignore[override]
-            statements.append(sql)
-            return super().execute(sql, params)
-
-    database.connect_params["cursor_factory"] = CountingCursor
+    statements = sent_statements(database)
     with Flask(__name__).test_request_context():
         for n in range(3):
             with database.connection_context():
@@ -126,19 +133,13 @@ def test_in_a_request_a_connection_back_moments_ago_is_reused_without_a_ping(pos
 
 def test_begin_travels_with_the_first_statement_of_a_transaction(postgres_url):
     database = open_database(postgres_url)
-    statements: list[str] = []
-
-    class CountingCursor(psycopg2.extensions.cursor):
-        def execute(self, sql, params=None):  # type: ignore[override]
-            statements.append(sql)
-            return super().execute(sql, params)
 
     def rows_seen_elsewhere() -> list[int]:
         with psycopg2.connect(postgres_url) as other, other.cursor() as cursor:
             cursor.execute("SELECT n FROM begin_probe ORDER BY n")
             return [row[0] for row in cursor.fetchall()]
 
-    database.connect_params["cursor_factory"] = CountingCursor
+    statements = sent_statements(database)
     with database.connection_context():
         database.execute_sql("CREATE TABLE IF NOT EXISTS begin_probe (n int)")
         database.execute_sql("TRUNCATE begin_probe")
@@ -175,15 +176,7 @@ def test_begin_travels_with_the_first_statement_of_a_transaction(postgres_url):
 def test_statements_run_together_in_order_and_in_one_round_trip_on_postgres(kind, postgres_url, tmp_path):
     url = postgres_url if kind == "postgres" else f"sqlite:///{tmp_path / 'together.db'}"
     database = open_database(url)
-    statements: list[str] = []
-
-    class CountingCursor(psycopg2.extensions.cursor):
-        def execute(self, sql, params=None):  # type: ignore[override]
-            statements.append(sql)
-            return super().execute(sql, params)
-
-    if kind == "postgres":
-        database.connect_params["cursor_factory"] = CountingCursor
+    statements = sent_statements(database) if kind == "postgres" else []
     bound = db.obj
     db.initialize(database)
     try:
