@@ -154,14 +154,14 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
             super().begin(isolation_level)
 
     def commit(self) -> None:
-        if not self._begin_dropped():  # nothing ran since BEGIN: nothing to commit
+        if not self._take_pending_begin():  # nothing ran since BEGIN: nothing to commit
             super().commit()
 
     def rollback(self) -> None:
-        if not self._begin_dropped():
+        if not self._take_pending_begin():
             super().rollback()
 
-    def _begin_dropped(self) -> bool:
+    def _take_pending_begin(self) -> bool:
         conn = self._state.conn
         if conn is not None and conn in self._begin_pending:
             self._begin_pending.discard(conn)
@@ -171,7 +171,7 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         """A request's reads run as prepared statements: PostgreSQL then plans each query shape once
         per connection instead of on every request (planning a page costs more than running it)."""
-        if self._begin_dropped():
+        if self._take_pending_begin():
             # One query string, two statements: the transaction block BEGIN opens outlives it.
             return super().execute_sql(f"BEGIN; {sql}", params)
         # Not in a transaction: a failed PREPARE would abort the caller's.

@@ -112,7 +112,7 @@ def _bump_revision_sql(dialect: str) -> str:
     return sql_for(User.update(todo_revision=User.todo_revision + 1).where(User.id == -1), 1, -1)
 
 
-def _bump_revision(user_id: int) -> Statement:
+def _revision_bump(user_id: int) -> Statement:
     # Every write runs it (in the same round trip as another statement): its SQL is built once.
     return _bump_revision_sql(dialect()), (1, user_id)
 
@@ -163,7 +163,7 @@ def _delete_tags_sql(dialect: str) -> str:
     return sql_for(TodoTag.delete().where(TodoTag.todo == -1), -1)
 
 
-def _write_tags(user_id: int, todo: Todo, replace: bool = False) -> list[Statement]:
+def _tag_rows(user_id: int, todo: Todo, replace: bool = False) -> list[Statement]:
     """The statements that give `todo` its tag rows (replacing the old ones), to run by the caller."""
     statements: list[Statement] = []
     if replace:
@@ -218,11 +218,11 @@ def _insert_todo(user_id: int, data: dict[str, Any]) -> Todo:
     # What Todo.create() does, with the INSERT's SQL built once (a third of a create's CPU).
     sql, template = _insert_todo_statement(dialect())
     insert = (sql, fill(template, _column_values(todo, INSERTED_FIELDS)))
-    cursor = execute_together(_bump_revision(user_id), insert)
+    cursor = execute_together(_revision_bump(user_id), insert)
     todo.id = cursor.fetchone()[0] if " RETURNING " in sql else cursor.lastrowid
     todo._dirty.clear()  # type: ignore[attr-defined]
     if todo.tags:
-        execute_together(*_write_tags(user_id, todo))
+        execute_together(*_tag_rows(user_id, todo))
     return todo
 
 
@@ -332,8 +332,8 @@ def update_todo(
         fields = [getattr(Todo, name) for name in names]
         execute_together(
             (sql, fill(template, {**_column_values(todo, fields), "id": todo.id})),
-            *(_write_tags(user_id, todo, replace=True) if "tags" in changed else ()),
-            _bump_revision(user_id),
+            *(_tag_rows(user_id, todo, replace=True) if "tags" in changed else ()),
+            _revision_bump(user_id),
         )
     return todo
 
@@ -346,7 +346,7 @@ def _delete_todo_sql(dialect: str) -> str:
 def delete_todo(user_id: int, todo_id: int, precondition: Precondition = None) -> None:
     with write_transaction():
         todo = _get_locked(user_id, todo_id, precondition)
-        execute_together((_delete_todo_sql(dialect()), (todo.id,)), _bump_revision(user_id))
+        execute_together((_delete_todo_sql(dialect()), (todo.id,)), _revision_bump(user_id))
 
 
 # Where each filter's value goes, and through which column's converter.
