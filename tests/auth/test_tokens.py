@@ -217,6 +217,78 @@ def test_authorization_header_shapes(client: FlaskClient, shape: str, works: boo
         assert_unauthorized(response)
 
 
+# --- reads whose own query checks the session (login_required_in_query) --------------------------
+
+
+def _reads_of(client: FlaskClient, access: str) -> tuple[list[str], str, str]:
+    """Every shape of read that checks the session in its own query, for an account with two todos:
+    the paths, one todo's path and its ETag."""
+    headers = bearer(access)
+    ids = [
+        client.post("/todos", json={"title": f"secret {n}", "tags": ["x"]}, headers=headers).json["id"]
+        for n in range(2)
+    ]
+    etag = client.get(f"/todos/{ids[0]}", headers=headers).headers["ETag"]
+    paths = [
+        "/todos",  # a short first page: its own total
+        "/todos?limit=1",  # a full page: the total too
+        "/todos?skip=5&limit=1",  # an empty page past the end
+        "/todos?tag=x&sort=-priority,due_date",
+        "/todos?q=secret",
+        "/todos?tag=none",  # nothing matches
+        f"/todos/{ids[0]}",
+        "/todos/999999",  # no such todo
+    ]
+    return paths, f"/todos/{ids[0]}", etag
+
+
+@pytest.mark.parametrize("end", ["logout", "delete account"])
+def test_reads_that_check_the_session_themselves_refuse_an_ended_one(client: FlaskClient, end: str) -> None:
+    access = sign_up(client)["access_token"]
+    paths, one, etag = _reads_of(client, access)
+    for path in paths:
+        assert client.get(path, headers=bearer(access)).status_code in {200, 404}, path
+
+    if end == "logout":
+        assert client.post("/auth/logout", headers=bearer(access)).status_code == 204
+    else:
+        assert client.delete("/me", headers=bearer(access)).status_code == 204
+
+    for path in paths:
+        response = client.get(path, headers=bearer(access))
+        assert_unauthorized(response)
+        assert b"secret" not in response.get_data(), path
+    # 401 wins over every other answer a live session would have had.
+    assert_unauthorized(client.get(one, headers=bearer(access) | {"If-None-Match": etag}))
+    assert_unauthorized(client.get("/todos?limit=0&sort=nonsense", headers=bearer(access)))
+
+
+def test_a_read_that_checks_the_session_itself_wants_the_session_of_that_account(
+    client: FlaskClient,
+) -> None:
+    """A token naming one account's session and another account (only the key could sign it)."""
+    bob = sign_up(client, "bob@example.com")["access_token"]
+    paths, _, _ = _reads_of(client, bob)
+    ann = sign_up(client)["access_token"]
+    key = client.application.config["JWT_SECRET_KEY"]
+    crossed = jwt.encode(claims(ann) | {"sub": claims(bob)["sub"]}, key, algorithm="HS256")
+
+    for path in paths:
+        assert_unauthorized(client.get(path, headers=bearer(crossed)))
+    assert client.get("/todos", headers=bearer(bob)).json["total"] == 2
+
+
+def test_a_live_session_reads_an_empty_page_with_its_total(client: FlaskClient) -> None:
+    access = sign_up(client)["access_token"]
+    _reads_of(client, access)
+
+    page = client.get("/todos?skip=5&limit=1", headers=bearer(access))
+
+    assert page.status_code == 200, page.json
+    assert page.json == {"items": [], "total": 2, "skip": 5, "limit": 1}
+    assert client.get("/todos?tag=none", headers=bearer(access)).json["total"] == 0
+
+
 # --- refresh ------------------------------------------------------------------------------------
 
 

@@ -94,7 +94,8 @@ def test_list_and_stats_queries_never_scan_the_whole_todos_table(postgres_app):
     db.execute_sql("ANALYZE")
     for shape, filters in SHAPES.items():
         args = {"skip": 0, "limit": 50, "sort": [("created_at", True)], **filters}
-        page = services.page_statement(services._filter_values(owner, args), args)
+        values = services._filter_values(owner, args) | {"session": "a session id"}
+        page = services.page_statement(values, args)  # what a request runs, its session check included
         for plan in (explain_sql(*page), explain(count_query(services.filtered_todos(owner, args)))):
             assert "Seq Scan on todos" not in plan, f"{shape}:\n{plan}"
             assert "Seq Scan on todo_tags" not in plan, f"{shape}:\n{plan}"
@@ -125,8 +126,8 @@ def test_a_page_of_todos_with_tags_costs_a_fixed_number_of_queries(client, auth,
     count_queries.clear()
     page = client.get("/todos?limit=100&tag=a&sort=-priority,due_date", headers=auth).json
     assert len(page["items"]) == todos and all(len(todo["tags"]) == 2 for todo in page["items"])
-    # The session check and the page; the total too when the page is full (a short first page is all).
-    assert len(count_queries) == (3 if todos == 100 else 2), count_queries
+    # The page, which checks the session too; the total when the page is full (a short first page is all).
+    assert len(count_queries) == (2 if todos == 100 else 1), count_queries
     count_queries.clear()
     assert client.get("/todos?limit=100&tag=a&sort=-priority,due_date", headers=auth).json == page
-    assert len(count_queries) == 2, count_queries  # the total is cached until the todos change
+    assert len(count_queries) == 1, count_queries  # the total is cached until the todos change

@@ -63,7 +63,6 @@ def init_request_logging(app: Flask) -> None:
         if "request_id" not in g:  # failed before our hook ran (e.g. routing)
             _start()
         response.headers["X-Request-ID"] = g.request_id
-        user = g.get("token_user")
         log.info(
             "request",
             extra={
@@ -72,7 +71,7 @@ def init_request_logging(app: Flask) -> None:
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - g.started) * 1000, 2),
                 "request_id": g.request_id,
-                "user_id": user.id if user is not None else None,
+                "user_id": g.get("caller_id"),  # set once the caller's session was seen live
             },
         )
         return response

@@ -5,7 +5,7 @@ from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 
 from todoapi.api import Blueprint, ErrorSchema
-from todoapi.auth.tokens import caller, login_required
+from todoapi.auth.tokens import caller, claim, login_required, login_required_in_query
 from todoapi.models import Todo
 from todoapi.todos import services
 from todoapi.todos.schemas import (
@@ -57,12 +57,12 @@ def todo_response(body: dict[str, Any]) -> Response:
 
 @blp.route("")
 class Todos(MethodView):
-    @login_required
+    @login_required_in_query
     @blp.arguments(TodoQueryArgsSchema, location="query")
     @blp.response(200, TodoPageSchema, headers=LINK_HEADER)
     def get(self, args: dict[str, Any]) -> tuple[Response, dict[str, str]]:
         """List todos: filter, search, sort and page."""
-        page = services.list_todos(caller(), args)
+        page = services.list_todos(claim(), args)
         links = page_links(page["skip"], page["limit"], page["total"])
         return jsonify(page), ({"Link": links} if links else {})
 
@@ -94,12 +94,12 @@ class Todos(MethodView):
 @blp.route("/<int:todo_id>")
 @blp.etag
 class TodoById(MethodView):
-    @login_required
+    @login_required_in_query
     @blp.response(200, TodoSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such todo for this user.")
     def get(self, todo_id: int) -> Response:
         """Get one todo (`If-None-Match` answers 304 when unchanged)."""
-        return todo_response(services.get_todo_json(caller().id, todo_id))
+        return todo_response(services.get_todo_json(claim(), todo_id))
 
     @login_required
     @blp.arguments(TodoUpdateSchema, required=False)

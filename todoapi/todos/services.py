@@ -7,7 +7,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from peewee import (
@@ -38,7 +38,7 @@ from todoapi.db import (
     write_transaction,
 )
 from todoapi.errors import NotFound, PreconditionFailed, Unprocessable
-from todoapi.models import IdempotencyKey, Todo, TodoTag, User, utcnow
+from todoapi.models import IdempotencyKey, Session, Todo, TodoTag, User, utcnow
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 SORT_COLUMNS: dict[str, Any] = {
@@ -53,6 +53,23 @@ SORT_COLUMNS: dict[str, Any] = {
 Precondition = Callable[[Todo], bool] | None
 # The first response to a keyed create: (body, Location).
 Render = Callable[[Todo], tuple[dict[str, Any], str]]
+
+
+class Caller(Protocol):
+    """Who the token names: a read that also requires their session to exist answers for the session
+    check (`login_required_in_query`); one that finds rows says so with `seen()`."""
+
+    user_id: int
+    session_id: str
+
+    def seen(self) -> None: ...
+
+    def account(self) -> User: ...
+
+
+def _session_is_live(user: Any, session: Any) -> Node:
+    """Whether `session` is a live session of `user`: uncorrelated, so evaluated once per query."""
+    return fn.EXISTS(Session.select(SQL("1")).where((Session.id == session) & (Session.user == user)))
 
 
 @dataclass(frozen=True)
@@ -135,7 +152,7 @@ def _row_json(row: tuple[Any, ...]) -> dict[str, Any]:
     """A todo's body from its TODO_COLUMNS values, as a model holds them or as the driver returns
     them (no peewee converters: half the cost of a page). SQLite hands back text for dates and
     JSON, and 0/1 for booleans."""
-    todo_id, title, description, done, priority, due_date, tags, created_at, updated_at = row
+    todo_id, title, description, done, priority, due_date, tags, created_at, updated_at = row[:9]
     return {
         "id": todo_id,
         "title": title,
@@ -276,18 +293,26 @@ MAX_ID = 2**63 - 1  # larger path ids overflow the databases' integers: they nam
 
 
 @lru_cache(maxsize=4)
-def _todo_by_id_sql(dialect: str) -> str:
+def _todo_by_id_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
     # Every GET /todos/{id} runs it: built once per dialect, not per request.
-    return sql_for(Todo.owned_by(-1).select(*TODO_COLUMNS).where(Todo.id == -2), -1, -2)
+    user, session = Slot("user").value(), Slot("session").value()
+    query = Todo.select(*TODO_COLUMNS).where(
+        (Todo.user == user) & (Todo.id == Slot("id").value()) & _session_is_live(user, session)
+    )
+    return compile_once(query)
 
 
-def get_todo_json(user_id: int, todo_id: int) -> dict[str, Any]:
-    """One of the user's todos as the API shows it, straight from the driver's row."""
+def get_todo_json(caller: Caller, todo_id: int) -> dict[str, Any]:
+    """One of the caller's todos as the API shows it, straight from the driver's row; the same query
+    checks the caller's session."""
     if todo_id > MAX_ID:
         raise NotFound("Todo not found.")
-    row = db.execute_sql(_todo_by_id_sql(dialect()), (user_id, todo_id)).fetchone()
+    sql, template = _todo_by_id_statement(dialect())
+    values = {"user": caller.user_id, "session": caller.session_id, "id": todo_id}
+    row = db.execute_sql(sql, fill(template, values)).fetchone()
     if row is None:
-        raise NotFound("Todo not found.")
+        raise NotFound("Todo not found.")  # or a dead session: login_required_in_query tells them apart
+    caller.seen()
     return _row_json(row)
 
 
@@ -428,9 +453,15 @@ def _page_statement(
     with a `Slot` wherever a request's value goes. Building the SQL costs more than running it on
     a typical account, so it is built once per shape and process."""
     slots = {name: Slot(name) for name in (*names, "skip", "limit")}
+    page, columns = _filtered(slots), cast(tuple[Any, ...], TODO_COLUMNS)
+    if "session" in slots:
+        # The page checks the caller's session itself, and each row carries the account's revision
+        # (what `total` is cached under): both subqueries are uncorrelated, so run once.
+        user = slots["user"].value()
+        page = page.where(_session_is_live(user, slots["session"].value()))
+        columns = (*TODO_COLUMNS, User.select(User.todo_revision).where(User.id == user))
     page = (
-        _filtered(slots)
-        .select(*TODO_COLUMNS)
+        page.select(*columns)
         .order_by(*_ordering(list(sort), by_tag="tag0" in slots))
         .offset(slots["skip"].value())
         .limit(slots["limit"].value())
@@ -476,18 +507,27 @@ def _revision_key(user: User) -> tuple[Any, ...]:
     return (user.id, user.created_at, user.todo_revision)
 
 
-def list_todos(user: User, args: dict[str, Any]) -> dict[str, Any]:
-    """One page, JSON-ready, and the exact number of matches (cached per revision and filter)."""
-    values = _filter_values(user.id, args)
+def list_todos(caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
+    """One page, JSON-ready, and the exact number of matches (cached per revision and filter); the
+    page's query checks the caller's session."""
+    values = _filter_values(caller.user_id, args)
     skip, limit = args["skip"], args["limit"]
-    items = [_row_json(row) for row in db.execute_sql(*page_statement(values, args)).fetchall()]
+    rows = db.execute_sql(*page_statement({**values, "session": caller.session_id}, args)).fetchall()
+    if rows:
+        caller.seen()
+    items = [_row_json(row) for row in rows]
     if skip == 0 and len(items) < limit:
         total = len(items)  # the whole match set is on this page
     else:
+        # An empty page says nothing about the session: then the ordinary check gives the revision.
+        revision = rows[0][len(TODO_COLUMNS)] if rows else caller.account().todo_revision
         filters = tuple(
             sorted((name, _hashable(value)) for name, value in args.items() if name not in PAGING_ARGS)
         )
-        total = TOTALS.get((*_revision_key(user), filters), lambda: _filtered(values).count())
+        # The session id tells apart two accounts that got the same id (SQLite may reuse a deleted
+        # row's): a session belongs to one account.
+        key = (caller.user_id, caller.session_id, revision, filters)
+        total = TOTALS.get(key, lambda: _filtered(values).count())
     return {"items": items, "total": total, "skip": skip, "limit": limit}
 
 
