@@ -1,7 +1,9 @@
 """Assertions and API shortcuts shared by the tests."""
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+import psycopg2.extensions
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -27,3 +29,16 @@ def create_todo(client: FlaskClient, auth: dict[str, str], title: str, due: date
     response = client.post("/todos", json={"title": title, "due_date": due.isoformat()}, headers=auth)
     assert response.status_code == 201, response.json
     return int(response.json["id"])
+
+
+def sent_statements(database: Any) -> list[str]:
+    """Every statement the database's connections send from now on (connections opened later)."""
+    statements: list[str] = []
+
+    class CountingCursor(psycopg2.extensions.cursor):
+        def execute(self, sql: Any, params: Any = None) -> Any:  # type: ignore[override]
+            statements.append(sql)
+            return super().execute(sql, params)
+
+    database.connect_params["cursor_factory"] = CountingCursor
+    return statements

@@ -8,20 +8,8 @@ from flask import Flask
 from playhouse.pool import PooledPostgresqlDatabase
 
 import todoapi.db as db_module
+from tests.helpers import sent_statements
 from todoapi.db import db, execute_together, open_database
-
-
-def sent_statements(database) -> list[str]:
-    """Every statement the database's connections send from now on (connections opened later)."""
-    statements: list[str] = []
-
-    class CountingCursor(psycopg2.extensions.cursor):
-        def execute(self, sql, params=None):  # type: ignore[override]
-            statements.append(sql)
-            return super().execute(sql, params)
-
-    database.connect_params["cursor_factory"] = CountingCursor
-    return statements
 
 
 def test_sqlite_urls_relative_and_absolute(tmp_path, monkeypatch):

@@ -278,6 +278,30 @@ def test_a_read_that_checks_the_session_itself_wants_the_session_of_that_account
     assert client.get("/todos", headers=bearer(bob)).json["total"] == 2
 
 
+@pytest.mark.parametrize("token", ["logged out", "crossed"])
+def test_changes_that_check_the_session_themselves_refuse_a_dead_or_foreign_one(
+    client: FlaskClient, token: str
+) -> None:
+    ann = sign_up(client)
+    todo = client.post("/todos", json={"title": "keep"}, headers=bearer(ann["access_token"])).json
+    if token == "logged out":
+        stale = log_in(client)["access_token"]
+        assert client.post("/auth/logout", headers=bearer(stale)).status_code == 204
+    else:  # Bob's session, naming Ann's account (only the key could sign it)
+        bob = sign_up(client, "bob@example.com")["access_token"]
+        key = client.application.config["JWT_SECRET_KEY"]
+        stale = jwt.encode(claims(bob) | {"sub": claims(ann["access_token"])["sub"]}, key, algorithm="HS256")
+    path = f"/todos/{todo['id']}"
+
+    assert_unauthorized(client.patch(path, json={"title": "changed"}, headers=bearer(stale)))
+    assert_unauthorized(client.patch(path, json={"title": ""}, headers=bearer(stale)))  # not 422
+    assert_unauthorized(client.patch(path, json={"done": True}, headers=bearer(stale) | {"If-Match": '"x"'}))
+    assert_unauthorized(client.delete(path, headers=bearer(stale)))
+    assert_unauthorized(client.delete("/todos/999999", headers=bearer(stale)))  # not 404
+
+    assert client.get(path, headers=bearer(ann["access_token"])).json == todo
+
+
 def test_a_live_session_reads_an_empty_page_with_its_total(client: FlaskClient) -> None:
     access = sign_up(client)["access_token"]
     _reads_of(client, access)

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from peewee import SQL, Select, fn
 
-from tests.conftest import REDIS_URL, empty_postgres
+from tests.conftest import FAST_ARGON2, REDIS_URL, empty_postgres
+from tests.helpers import sent_statements
 from todoapi import create_app
 from todoapi.db import db
 from todoapi.models import Todo, TodoTag, User
@@ -131,3 +132,40 @@ def test_a_page_of_todos_with_tags_costs_a_fixed_number_of_queries(client, auth,
     count_queries.clear()
     assert client.get("/todos?limit=100&tag=a&sort=-priority,due_date", headers=auth).json == page
     assert len(count_queries) == 1, count_queries  # the total is cached until the todos change
+
+
+def test_round_trips_per_request_on_postgres(postgres_url):
+    """Each round trip costs ~0.2 ms of CPU under load (BENCHMARKS.md), so they are counted: reads
+    check the session in their own query; a change makes its locked read (BEGIN and the session check
+    riding along), its writes in one string, and COMMIT."""
+    empty_postgres(postgres_url)
+    config = {"TESTING": True, "DATABASE_URL": postgres_url, "REDIS_URL": REDIS_URL}
+    app = create_app({**config, "ARGON2_PARAMETERS": FAST_ARGON2, "LOGIN_RATE_LIMIT": "10000/minute"})
+    statements = sent_statements(db.obj)
+    client = app.test_client()
+    credentials = {"email": "ann@example.com", "password": "correct horse battery"}
+    assert client.post("/auth/register", json=credentials).status_code == 201
+    auth = {"Authorization": f"Bearer {client.post('/auth/login', json=credentials).json['access_token']}"}
+    ids = [
+        client.post("/todos", json={"title": f"t{n}", "tags": ["x"]}, headers=auth).json["id"]
+        for n in range(4)
+    ]
+    requests = {
+        "GET /todos": (1, lambda n: client.get("/todos?tag=x", headers=auth)),
+        "GET /todos/{id}": (1, lambda n: client.get(f"/todos/{ids[0]}", headers=auth)),
+        "GET /me": (1, lambda n: client.get("/me", headers=auth)),
+        "PATCH /todos/{id}": (
+            3,
+            lambda n: client.patch(f"/todos/{ids[0]}", json={"title": f"v{n}"}, headers=auth),
+        ),
+        "DELETE /todos/{id}": (3, lambda n: client.delete(f"/todos/{ids[1 + n]}", headers=auth)),
+        "POST /todos": (4, lambda n: client.post("/todos", json={"title": "x", "tags": ["x"]}, headers=auth)),
+    }
+    try:
+        for name, (expected, send) in requests.items():
+            for n in range(3):  # the last one warm: its statements prepared, its connection trusted
+                statements.clear()
+                assert send(n).status_code < 300, name
+            assert len(statements) == expected, (name, statements)
+    finally:
+        db.obj.close_all()

@@ -171,10 +171,12 @@ refresh_required = _requires_token(refresh=True)
 
 
 def login_required_in_query(view: F) -> F:
-    """`login_required` for a read whose own query checks the session (see `claim`): one round trip
-    instead of two. Whatever the view does, the answer is the same as `login_required`'s: when the
-    view's query did not see the session live (nothing found, a 4xx, or a view that never asked),
-    the ordinary session check runs before anything is sent, and a dead session gets its 401."""
+    """`login_required` for a view whose first query checks the session itself (see `Claim`): one
+    round trip fewer. A view that writes must write only after that query found its rows.
+
+    Whatever the view does, the answer is the same as `login_required`'s: when the view's query did
+    not see the session live (nothing found, a 4xx, or a view that never asked), the ordinary session
+    check runs before anything is sent, and a dead session gets its 401."""
 
     @wraps(view)
     def checked(*args: Any, **kwargs: Any) -> Any:

@@ -101,21 +101,21 @@ class TodoById(MethodView):
         """Get one todo (`If-None-Match` answers 304 when unchanged)."""
         return todo_response(services.get_todo_json(claim(), todo_id))
 
-    @login_required
+    @login_required_in_query
     @blp.arguments(TodoUpdateSchema, required=False)
     @blp.response(200, TodoSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such todo for this user.")
     def patch(self, changes: dict[str, Any], todo_id: int) -> Response:
         """Change some fields of a todo; `due_date: null` clears the date. `If-Match` is optional."""
-        todo = services.update_todo(caller().id, todo_id, changes, blp.if_match(services.todo_json))
+        todo = services.update_todo(claim(), todo_id, changes, blp.if_match(services.todo_json))
         return todo_response(services.todo_json(todo))
 
-    @login_required
+    @login_required_in_query
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema, description="No such todo for this user.")
     def delete(self, todo_id: int) -> None:
         """Delete a todo. `If-Match` is optional."""
-        services.delete_todo(caller().id, todo_id, blp.if_match(services.todo_json))
+        services.delete_todo(claim(), todo_id, blp.if_match(services.todo_json))
 
 
 @stats_blp.route("")

@@ -317,17 +317,24 @@ def get_todo_json(caller: Caller, todo_id: int) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=4)
-def _locked_todo_sql(dialect: str) -> str:
-    # Every change to a todo starts with it: built once per dialect.
-    return sql_for(for_update(Todo.owned_by(-1).where(Todo.id == -2)), -1, -2)
+def _locked_todo_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
+    # Every change to a todo starts with it: built once per dialect. It checks the session too.
+    user, session = Slot("user").value(), Slot("session").value()
+    query = Todo.select().where(
+        (Todo.user == user) & (Todo.id == Slot("id").value()) & _session_is_live(user, session)
+    )
+    return compile_once(for_update(query))
 
 
-def _get_locked(user_id: int, todo_id: int, precondition: Precondition) -> Todo:
+def _get_locked(caller: Caller, todo_id: int, precondition: Precondition) -> Todo:
     if todo_id > MAX_ID:
         raise NotFound("Todo not found.")
-    row = db.execute_sql(_locked_todo_sql(dialect()), (user_id, todo_id)).fetchone()
+    sql, template = _locked_todo_statement(dialect())
+    values = {"user": caller.user_id, "session": caller.session_id, "id": todo_id}
+    row = db.execute_sql(sql, fill(template, values)).fetchone()
     if row is None:
-        raise NotFound("Todo not found.")
+        raise NotFound("Todo not found.")  # or a dead session: login_required_in_query tells them apart
+    caller.seen()
     todo = cast(Todo, Todo.from_row(row))
     if precondition is not None and not precondition(todo):
         raise PreconditionFailed("The todo has changed since you read it (If-Match does not match).")
@@ -342,10 +349,11 @@ def _update_todo_statement(dialect: str, names: tuple[str, ...]) -> tuple[str, t
 
 
 def update_todo(
-    user_id: int, todo_id: int, changes: dict[str, Any], precondition: Precondition = None
+    caller: Caller, todo_id: int, changes: dict[str, Any], precondition: Precondition = None
 ) -> Todo:
+    user_id = caller.user_id
     with write_transaction():
-        todo = _get_locked(user_id, todo_id, precondition)
+        todo = _get_locked(caller, todo_id, precondition)
         changed = {name: value for name, value in changes.items() if getattr(todo, name) != value}
         if not changed:
             return todo
@@ -368,10 +376,10 @@ def _delete_todo_sql(dialect: str) -> str:
     return sql_for(Todo.delete().where(Todo.id == -1), -1)
 
 
-def delete_todo(user_id: int, todo_id: int, precondition: Precondition = None) -> None:
+def delete_todo(caller: Caller, todo_id: int, precondition: Precondition = None) -> None:
     with write_transaction():
-        todo = _get_locked(user_id, todo_id, precondition)
-        execute_together((_delete_todo_sql(dialect()), (todo.id,)), _revision_bump(user_id))
+        todo = _get_locked(caller, todo_id, precondition)
+        execute_together((_delete_todo_sql(dialect()), (todo.id,)), _revision_bump(caller.user_id))
 
 
 # Where each filter's value goes, and through which column's converter.
