@@ -5,6 +5,7 @@ import threading
 import psycopg2.extensions
 import pytest
 from flask import Flask
+from peewee import IntegrityError
 from playhouse.pool import PooledPostgresqlDatabase
 
 import todoapi.db as db_module
@@ -187,3 +188,46 @@ def test_statements_run_together_in_order_and_in_one_round_trip_on_postgres(kind
             database.close_all()
         else:
             database.close()
+
+
+def test_commit_travels_with_the_last_statements_of_a_transaction(postgres_url):
+    database = open_database(postgres_url)
+    statements = sent_statements(database)
+    bound = db.obj
+    db.initialize(database)
+
+    def rows_seen_elsewhere() -> list[int]:
+        with psycopg2.connect(postgres_url) as other, other.cursor() as cursor:
+            cursor.execute("SELECT n FROM commit_probe ORDER BY n")
+            return [row[0] for row in cursor.fetchall()]
+
+    try:
+        with database.connection_context():
+            database.execute_sql("CREATE TABLE commit_probe (n int PRIMARY KEY)")
+            statements.clear()
+            with database.atomic():
+                database.execute_sql("INSERT INTO commit_probe VALUES (1)")
+                execute_together(("INSERT INTO commit_probe VALUES (2)", ()), commit=True)
+                assert rows_seen_elsewhere() == [1, 2]  # committed already
+            assert len(statements) == 2, statements  # BEGIN with the first; the rest with COMMIT
+
+            # A failing statement stops the string before its COMMIT: the transaction rolls back.
+            with pytest.raises(IntegrityError), database.atomic():
+                database.execute_sql("INSERT INTO commit_probe VALUES (3)")
+                execute_together(("INSERT INTO commit_probe VALUES (1)", ()), commit=True)
+            assert rows_seen_elsewhere() == [1, 2]
+
+            # Inside a savepoint the outer transaction decides: no COMMIT goes early.
+            with database.atomic():
+                database.execute_sql("INSERT INTO commit_probe VALUES (4)")
+                with database.atomic():
+                    execute_together(("INSERT INTO commit_probe VALUES (5)", ()), commit=True)
+                assert rows_seen_elsewhere() == [1, 2]
+            assert rows_seen_elsewhere() == [1, 2, 4, 5]
+            with database.atomic():  # the connection goes on as usual
+                execute_together(("DELETE FROM commit_probe WHERE n > 2", ()), commit=True)
+            assert rows_seen_elsewhere() == [1, 2]
+            database.execute_sql("DROP TABLE commit_probe")
+    finally:
+        db.initialize(bound)
+        database.close_all()

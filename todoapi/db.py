@@ -18,7 +18,15 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 from flask import Flask, has_request_context
-from peewee import Database, DatabaseProxy, PostgresqlDatabase, ProgrammingError, SqliteDatabase, Value
+from peewee import (
+    Database,
+    DatabaseProxy,
+    PostgresqlDatabase,
+    ProgrammingError,
+    SqliteDatabase,
+    Value,
+    _savepoint,
+)
 from playhouse.db_url import connect, parse
 from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase
@@ -112,9 +120,29 @@ def _wait_with_deadline(conn: Any) -> None:
                 raise DatabaseNotAnswering(f"PostgreSQL did not answer within {now - started:.1f} s")
 
 
+class _CountedSavepoint(_savepoint):
+    """A savepoint its database knows is open: peewee keeps only transactions on its stack."""
+
+    def __enter__(self) -> Any:
+        state = self.db._state
+        state.savepoints = getattr(state, "savepoints", 0) + 1
+        try:
+            return super().__enter__()
+        except BaseException:
+            state.savepoints -= 1
+            raise
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return super().__exit__(*exc_info)
+        finally:
+            self.db._state.savepoints -= 1
+
+
 class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
     """The pool's round trips (`SELECT 1` at checkout, rollback at check-in) get the handshake deadline;
-    reads in a request are prepared statements; BEGIN rides along with the first statement after it."""
+    reads in a request are prepared statements; BEGIN rides along with the first statement after it,
+    and COMMIT may ride along with the last (`execute_and_commit`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,6 +151,7 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
         self._names = itertools.count(1)
         self._checked_in: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._begin_pending: weakref.WeakSet[Any] = weakref.WeakSet()  # connections owing a BEGIN
+        self._committed: weakref.WeakSet[Any] = weakref.WeakSet()  # COMMIT already sent
 
     def _is_closed(self, conn: Any) -> bool:
         if conn.closed:
@@ -154,17 +183,36 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
             super().begin(isolation_level)
 
     def commit(self) -> None:
-        if not self._take_pending_begin():  # nothing ran since BEGIN: nothing to commit
+        # Nothing ran since BEGIN, or COMMIT went with the last statements: nothing left to commit.
+        if not self._take_pending_begin() and not self._take(self._committed):
             super().commit()
 
     def rollback(self) -> None:
-        if not self._take_pending_begin():
+        # After a COMMIT sent early there is nothing to roll back (see `execute_and_commit`).
+        if not self._take_pending_begin() and not self._take(self._committed):
             super().rollback()
 
+    def savepoint(self, sid: Any = None) -> Any:
+        return _CountedSavepoint(self, sid)
+
+    def execute_and_commit(self, sql: str, params: Any) -> Any:
+        """Run `sql` as the last statements of this thread's transaction, with its COMMIT in the same
+        string; the transaction's own COMMIT is then not sent. Inside a savepoint (the outer
+        transaction decides) or outside any transaction, `sql` just runs."""
+        if self.transaction_depth() != 1 or getattr(self._state, "savepoints", 0):
+            return self.execute_sql(sql, params)
+        cursor = self.execute_sql(f"{sql}; COMMIT", params)
+        self._committed.add(self.connection())
+        return cursor
+
     def _take_pending_begin(self) -> bool:
+        return self._take(self._begin_pending)
+
+    def _take(self, marked: "weakref.WeakSet[Any]") -> bool:
+        """Whether this thread's connection is in `marked`, unmarking it."""
         conn = self._state.conn
-        if conn is not None and conn in self._begin_pending:
-            self._begin_pending.discard(conn)
+        if conn is not None and conn in marked:
+            marked.discard(conn)
             return True
         return False
 
@@ -292,16 +340,21 @@ def fill(template: tuple[Any, ...], values: Any) -> list[Any]:
 Statement = tuple[str, Sequence[Any]]
 
 
-def execute_together(*statements: Statement) -> Any:
+def execute_together(*statements: Statement, commit: bool = False) -> Any:
     """Run `statements` in order; the cursor of the last. On PostgreSQL they go as one query string,
-    one round trip (psycopg2 fills in the parameters itself); SQLite's driver takes one at a time."""
+    one round trip (psycopg2 fills in the parameters itself); SQLite's driver takes one at a time.
+
+    `commit`: these are the last statements of the (outermost) transaction, and nothing is read from
+    them. On PostgreSQL the transaction's COMMIT then goes in the same string, saving a round trip;
+    if a statement fails, the ones after it, COMMIT included, never run."""
     if not is_postgres():
         cursor = None
         for sql, params in statements:
             cursor = db.execute_sql(sql, params)
         return cursor
     sql = "; ".join(sql for sql, _ in statements)
-    return db.execute_sql(sql, [value for _, params in statements for value in params])
+    params = [value for _, params in statements for value in params]
+    return db.obj.execute_and_commit(sql, params) if commit else db.execute_sql(sql, params)
 
 
 def is_postgres(database: Any = db) -> bool:
