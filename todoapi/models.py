@@ -15,7 +15,6 @@ from peewee import (
     IntegerField,
     JSONField,
     Model,
-    ModelSelect,
     TextField,
     fn,
 )
@@ -112,10 +111,6 @@ class Todo(BaseModel):
             (("user", "due_date", "id"), False),
             (("user", "done", "id"), False),
         )
-
-    @classmethod
-    def owned_by(cls, user_id: int) -> "ModelSelect[Todo]":
-        return cls.select().where(cls.user == user_id)
 
 
 # Index-ordered pages for "most urgent first" and for title order; migration 0005 has each

@@ -514,11 +514,6 @@ def _ordering(sort: list[tuple[str, bool]], by_tag: bool = False) -> Iterator[No
 PAGING_ARGS = {"skip", "limit", "sort"}
 
 
-def _revision_key(user: User) -> tuple[Any, ...]:
-    # created_at tells apart two accounts that got the same id (SQLite may reuse a deleted row's).
-    return (user.id, user.created_at, user.todo_revision)
-
-
 def list_todos(caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
     """One page, JSON-ready, and the exact number of matches (cached per revision and filter); the
     page's query checks the caller's session."""
@@ -576,6 +571,11 @@ def stats_queries(user_id: int, today: date) -> tuple[Any, Any]:
         .tuples()
     )
     return by_priority, by_tag
+
+
+def _revision_key(user: User) -> tuple[Any, ...]:
+    # created_at tells apart two accounts that got the same id (SQLite may reuse a deleted row's).
+    return (user.id, user.created_at, user.todo_revision)
 
 
 def todo_stats(user: User, now: datetime | None = None) -> dict[str, Any]:
