@@ -110,11 +110,19 @@ def _session_user_sql(dialect: str, by_refresh: bool) -> str:
     return sql_for(query, "session", -1, *([jti] if by_refresh else []))
 
 
-def session_user(session_id: Any, user_id: Any, refresh_jti: str | None = None) -> User | None:
-    """The owner of a live session, or None when the session or the user is gone."""
+def session_key(session_id: Any, user_id: Any) -> tuple[str, int] | None:
+    """A token's `sid` and `sub` as a session key, or None when they cannot name one."""
     if not isinstance(session_id, str) or not isinstance(user_id, str) or not user_id.isdigit():
         return None
-    params = [session_id, int(user_id)] if refresh_jti is None else [session_id, int(user_id), refresh_jti]
+    return session_id, int(user_id)
+
+
+def session_user(session_id: Any, user_id: Any, refresh_jti: str | None = None) -> User | None:
+    """The owner of a live session, or None when the session or the user is gone."""
+    key = session_key(session_id, user_id)
+    if key is None:
+        return None
+    params = [*key] if refresh_jti is None else [*key, refresh_jti]
     sql = _session_user_sql(dialect(), refresh_jti is not None)
     row = db.execute_sql(sql, params).fetchone()
     return None if row is None else User.from_row(row)

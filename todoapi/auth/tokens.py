@@ -96,7 +96,8 @@ def _verify(refresh: bool) -> None:
         raise WrongTokenError(f"Only {'refresh' if refresh else 'access'} tokens are allowed")
     if refresh and not isinstance(claims.get("jti"), str):
         raise WrongTokenError("A refresh token names its jti")
-    g.token_claims, g.token_header, g.token_user, g.session_live = claims, header, None, False
+    # caller_id: set once a query saw the session live (the request log shows it too).
+    g.token_claims, g.token_header, g.token_user, g.caller_id = claims, header, None, None
 
 
 def _check_session() -> User:
@@ -108,7 +109,7 @@ def _check_session() -> User:
         user = services.session_user(claims.get("sid"), claims.get("sub"), refresh_jti)
         if user is None:
             raise RevokedTokenError(g.token_header, claims)
-        g.token_user, g.session_live, g.caller_id = user, True, user.id
+        g.token_user, g.caller_id = user, user.id
     return cast(User, g.token_user)
 
 
@@ -193,7 +194,7 @@ def login_required_in_query(view: F) -> F:
 
 
 def _require_live_session() -> None:
-    if not g.session_live:
+    if g.caller_id is None:
         _check_session()
 
 
@@ -209,7 +210,7 @@ class Claim:
         self.user_id, self.session_id = user_id, session_id
 
     def seen(self) -> None:
-        g.session_live, g.caller_id = True, self.user_id
+        g.caller_id = self.user_id
 
     def account(self) -> User:
         """The account, after the ordinary session check (the 401 when the session is gone)."""
@@ -218,10 +219,11 @@ class Claim:
 
 def claim() -> Claim:
     claims = g.token_claims
-    session_id, subject = claims.get("sid"), claims.get("sub")
-    if not isinstance(session_id, str) or not isinstance(subject, str) or not subject.isdigit():
+    key = services.session_key(claims.get("sid"), claims.get("sub"))
+    if key is None:
         raise RevokedTokenError(g.token_header, claims)  # names no session: none can be live
-    return Claim(int(subject), session_id)
+    session_id, user_id = key
+    return Claim(user_id, session_id)
 
 
 def caller() -> User:

@@ -293,50 +293,47 @@ def _fingerprint(request_body: Any) -> str:
 MAX_ID = 2**63 - 1  # larger path ids overflow the databases' integers: they name nothing
 
 
+def _one_todo(query: "ModelSelect[Todo]") -> tuple[str, tuple[Any, ...]]:
+    """`query` narrowed to one of the caller's todos, while the caller's session is live."""
+    user, session = Slot("user").value(), Slot("session").value()
+    return compile_once(
+        query.where((Todo.user == user) & (Todo.id == Slot("id").value()) & _session_is_live(user, session))
+    )
+
+
+# Built once per dialect: every GET /todos/{id} runs the first, every change starts with the second.
 @lru_cache(maxsize=4)
 def _todo_by_id_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
-    # Every GET /todos/{id} runs it: built once per dialect, not per request.
-    user, session = Slot("user").value(), Slot("session").value()
-    query = Todo.select(*TODO_COLUMNS).where(
-        (Todo.user == user) & (Todo.id == Slot("id").value()) & _session_is_live(user, session)
-    )
-    return compile_once(query)
+    return _one_todo(Todo.select(*TODO_COLUMNS))
+
+
+@lru_cache(maxsize=4)
+def _locked_todo_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
+    return _one_todo(for_update(Todo.select()))
+
+
+def _caller_row(caller: Caller, todo_id: int, statement: tuple[str, tuple[Any, ...]]) -> tuple[Any, ...]:
+    """The row `statement` (from `_one_todo`) finds; NotFound when none, which may also mean a dead
+    session: login_required_in_query tells the two apart."""
+    if todo_id > MAX_ID:
+        raise NotFound("Todo not found.")
+    sql, template = statement
+    values = {"user": caller.user_id, "session": caller.session_id, "id": todo_id}
+    row = db.execute_sql(sql, fill(template, values)).fetchone()
+    if row is None:
+        raise NotFound("Todo not found.")
+    caller.seen()
+    return cast(tuple[Any, ...], row)
 
 
 def get_todo_json(caller: Caller, todo_id: int) -> dict[str, Any]:
     """One of the caller's todos as the API shows it, straight from the driver's row; the same query
     checks the caller's session."""
-    if todo_id > MAX_ID:
-        raise NotFound("Todo not found.")
-    sql, template = _todo_by_id_statement(dialect())
-    values = {"user": caller.user_id, "session": caller.session_id, "id": todo_id}
-    row = db.execute_sql(sql, fill(template, values)).fetchone()
-    if row is None:
-        raise NotFound("Todo not found.")  # or a dead session: login_required_in_query tells them apart
-    caller.seen()
-    return _row_json(row)
-
-
-@lru_cache(maxsize=4)
-def _locked_todo_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
-    # Every change to a todo starts with it: built once per dialect. It checks the session too.
-    user, session = Slot("user").value(), Slot("session").value()
-    query = Todo.select().where(
-        (Todo.user == user) & (Todo.id == Slot("id").value()) & _session_is_live(user, session)
-    )
-    return compile_once(for_update(query))
+    return _row_json(_caller_row(caller, todo_id, _todo_by_id_statement(dialect())))
 
 
 def _get_locked(caller: Caller, todo_id: int, precondition: Precondition) -> Todo:
-    if todo_id > MAX_ID:
-        raise NotFound("Todo not found.")
-    sql, template = _locked_todo_statement(dialect())
-    values = {"user": caller.user_id, "session": caller.session_id, "id": todo_id}
-    row = db.execute_sql(sql, fill(template, values)).fetchone()
-    if row is None:
-        raise NotFound("Todo not found.")  # or a dead session: login_required_in_query tells them apart
-    caller.seen()
-    todo = cast(Todo, Todo.from_row(row))
+    todo = cast(Todo, Todo.from_row(_caller_row(caller, todo_id, _locked_todo_statement(dialect()))))
     if precondition is not None and not precondition(todo):
         raise PreconditionFailed("The todo has changed since you read it (If-Match does not match).")
     return todo
