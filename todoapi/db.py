@@ -139,6 +139,15 @@ class _CountedSavepoint(_savepoint):
             self.db._state.savepoints -= 1
 
 
+# Dates and timestamps as the server writes them (ISO: psycopg2's own casters need that DateStyle
+# too). What the API shows is that text re-punctuated, so a page read this way skips building
+# 100 datetimes only to format them again: ~80 of a 50-todo page's ~200 µs in the client.
+_AS_TEXT = tuple(
+    psycopg2.extensions.new_type((oid,), f"{name}_AS_TEXT", lambda value, cursor: value)
+    for oid, name in ((1114, "TIMESTAMP"), (1082, "DATE"))
+)
+
+
 class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
     """The pool's round trips (`SELECT 1` at checkout, rollback at check-in) get the handshake deadline;
     reads in a request are prepared statements; BEGIN rides along with the first statement after it,
@@ -216,16 +225,25 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
             return True
         return False
 
-    def execute_sql(self, sql: str, params: Any = None) -> Any:
+    def cursor(self, named_cursor: Any = None, dates_as_text: bool = False) -> Any:
+        cursor = super().cursor(named_cursor)
+        if dates_as_text:
+            for cast in _AS_TEXT:
+                psycopg2.extensions.register_type(cast, cursor)
+        return cursor
+
+    def execute_sql(self, sql: str, params: Any = None, dates_as_text: bool = False) -> Any:
         """A request's reads run as prepared statements: PostgreSQL then plans each query shape once
-        per connection instead of on every request (planning a page costs more than running it)."""
+        per connection instead of on every request (planning a page costs more than running it).
+        `dates_as_text`: the rows hold dates and timestamps as ISO text, as SQLite's do."""
+        options = {"dates_as_text": True} if dates_as_text else {}
         if self._take_pending_begin():
             # One query string, two statements: the transaction block BEGIN opens outlives it.
-            return super().execute_sql(f"BEGIN; {sql}", params)
+            return self._execute_cursor(f"BEGIN; {sql}", params, **options)
         # Not in a transaction: a failed PREPARE would abort the caller's.
         plain = not sql.startswith("SELECT ") or sql in self._unpreparable or self.in_transaction()
         if plain or not has_request_context():
-            return super().execute_sql(sql, params)
+            return self._execute_cursor(sql, params, **options)
         statements = self._prepared.setdefault(self.connection(), OrderedDict())
         name = statements.get(sql)
         if name is None:
@@ -234,14 +252,15 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
                 super().execute_sql(f"PREPARE {name} AS {_numbered(sql)}")
             except ProgrammingError:  # e.g. a parameter whose type PostgreSQL cannot infer
                 self._unpreparable.add(sql)
-                return super().execute_sql(sql, params)
+                return self._execute_cursor(sql, params, **options)
             statements[sql] = name
             if len(statements) > PREPARED_PER_CONNECTION:
                 super().execute_sql(f"DEALLOCATE {statements.popitem(last=False)[1]}")
         else:
             statements.move_to_end(sql)
         arguments = ", ".join(["%s"] * len(params or ()))
-        return super().execute_sql(f"EXECUTE {name}({arguments})" if arguments else f"EXECUTE {name}", params)
+        execute = f"EXECUTE {name}({arguments})" if arguments else f"EXECUTE {name}"
+        return self._execute_cursor(execute, params, **options)
 
 
 PREPARED_PER_CONNECTION = 64  # query shapes kept per connection (each holds a plan in the backend)
@@ -355,6 +374,14 @@ def execute_together(*statements: Statement, commit: bool = False) -> Any:
     sql = "; ".join(sql for sql, _ in statements)
     params = [value for _, params in statements for value in params]
     return db.obj.execute_and_commit(sql, params) if commit else db.execute_sql(sql, params)
+
+
+def read_rows(sql: str, params: Sequence[Any]) -> Any:
+    """The cursor of a read whose dates and timestamps come back as ISO text on both databases
+    (SQLite's driver gives text already), for rows turned straight into JSON."""
+    if is_postgres():
+        return db.obj.execute_sql(sql, params, dates_as_text=True)
+    return db.execute_sql(sql, params)
 
 
 def is_postgres(database: Any = db) -> bool:

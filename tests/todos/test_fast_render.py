@@ -1,7 +1,7 @@
 """The hot paths render todos without marshmallow: the bodies must stay what the schema documents,
 and cached totals/stats must follow every change."""
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -35,6 +35,27 @@ def test_rendered_todo_equals_the_schema_dump(app, client, auth, body):
         assert todo_json(todo) == TodoSchema().dump(todo)
     listed = client.get("/todos?limit=1", headers=auth).json["items"][0]
     assert listed == created.json == client.get(f"/todos/{created.json['id']}", headers=auth).json
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        datetime(2026, 3, 1, 9, 30, 5, 120_000, tzinfo=UTC),  # PostgreSQL writes .12
+        datetime(2026, 3, 1, 9, 30, 5, 0, tzinfo=UTC),  # no fraction at all
+        datetime(2026, 3, 1, 9, 30, 5, 7, tzinfo=UTC),
+    ],
+)
+def test_read_paths_render_stored_instants_as_the_schema_does(app, client, auth, stamp):
+    """Pages and one-todo reads take dates and timestamps as the database's text: every fraction
+    must come out as the schema writes it from the model."""
+    created = client.post("/todos", json={"title": "t", "due_date": "2026-03-02"}, headers=auth).json
+    with app.app_context():
+        Todo.update(created_at=stamp, updated_at=stamp).where(Todo.id == created["id"]).execute()
+        expected = TodoSchema().dump(Todo.get_by_id(created["id"]))
+    assert expected["created_at"] == expected["updated_at"] == stamp.isoformat()
+    assert expected["due_date"] == "2026-03-02"
+    assert client.get(f"/todos/{created['id']}", headers=auth).json == expected
+    assert client.get("/todos", headers=auth).json["items"] == [expected]
 
 
 def _total(client, auth, query=""):

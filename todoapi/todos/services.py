@@ -34,6 +34,7 @@ from todoapi.db import (
     fill,
     for_update,
     is_sqlite,
+    read_rows,
     sql_for,
     write_transaction,
 )
@@ -142,8 +143,11 @@ def todo_json(todo: Todo) -> dict[str, Any]:
 
 def _utc_text(value: Any) -> str:
     """A UTC instant as the API writes it, from a model (aware datetime) or straight from the driver:
-    naive UTC (PostgreSQL) or its isoformat(" ") text (SQLite's adapter)."""
+    naive UTC, or text (`read_rows`): SQLite's isoformat(" "), PostgreSQL's ISO output (which drops
+    a fraction's trailing zeros: isoformat always writes six digits)."""
     if isinstance(value, str):
+        if 19 < len(value) < 26:
+            value = value.ljust(26, "0")
         return f"{value[:10]}T{value[11:]}+00:00"
     return str(value.isoformat()) if value.tzinfo is not None else f"{value.isoformat()}+00:00"
 
@@ -312,14 +316,16 @@ def _locked_todo_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
     return _one_todo(for_update(Todo.select()))
 
 
-def _caller_row(caller: Caller, todo_id: int, statement: tuple[str, tuple[Any, ...]]) -> tuple[Any, ...]:
-    """The row `statement` (from `_one_todo`) finds; NotFound when none, which may also mean a dead
-    session: login_required_in_query tells the two apart."""
+def _caller_row(
+    caller: Caller, todo_id: int, statement: tuple[str, tuple[Any, ...]], execute: Callable[..., Any]
+) -> tuple[Any, ...]:
+    """The row `statement` (from `_one_todo`) finds through `execute`; NotFound when none, which may
+    also mean a dead session: login_required_in_query tells the two apart."""
     if todo_id > MAX_ID:
         raise NotFound("Todo not found.")
     sql, template = statement
     values = {"user": caller.user_id, "session": caller.session_id, "id": todo_id}
-    row = db.execute_sql(sql, fill(template, values)).fetchone()
+    row = execute(sql, fill(template, values)).fetchone()
     if row is None:
         raise NotFound("Todo not found.")
     caller.seen()
@@ -329,11 +335,12 @@ def _caller_row(caller: Caller, todo_id: int, statement: tuple[str, tuple[Any, .
 def get_todo_json(caller: Caller, todo_id: int) -> dict[str, Any]:
     """One of the caller's todos as the API shows it, straight from the driver's row; the same query
     checks the caller's session."""
-    return _row_json(_caller_row(caller, todo_id, _todo_by_id_statement(dialect())))
+    return _row_json(_caller_row(caller, todo_id, _todo_by_id_statement(dialect()), read_rows))
 
 
 def _get_locked(caller: Caller, todo_id: int, precondition: Precondition) -> Todo:
-    todo = cast(Todo, Todo.from_row(_caller_row(caller, todo_id, _locked_todo_statement(dialect()))))
+    row = _caller_row(caller, todo_id, _locked_todo_statement(dialect()), db.execute_sql)
+    todo = cast(Todo, Todo.from_row(row))
     if precondition is not None and not precondition(todo):
         raise PreconditionFailed("The todo has changed since you read it (If-Match does not match).")
     return todo
@@ -516,7 +523,7 @@ def list_todos(caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
     page's query checks the caller's session."""
     values = _filter_values(caller.user_id, args)
     skip, limit = args["skip"], args["limit"]
-    rows = db.execute_sql(*page_statement({**values, "session": caller.session_id}, args)).fetchall()
+    rows = read_rows(*page_statement({**values, "session": caller.session_id}, args)).fetchall()
     if rows:
         caller.seen()
     items = [_row_json(row) for row in rows]
