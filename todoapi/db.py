@@ -150,8 +150,8 @@ _AS_TEXT = tuple(
 
 class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
     """The pool's round trips (`SELECT 1` at checkout, rollback at check-in) get the handshake deadline;
-    reads in a request are prepared statements; BEGIN rides along with the first statement after it,
-    and COMMIT may ride along with the last (`execute_and_commit`)."""
+    a request's statements outside transactions are prepared; BEGIN rides along with the first
+    statement after it, and COMMIT may ride along with the last (`execute_and_commit`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -233,15 +233,16 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
         return cursor
 
     def execute_sql(self, sql: str, params: Any = None, dates_as_text: bool = False) -> Any:
-        """A request's reads run as prepared statements: PostgreSQL then plans each query shape once
-        per connection instead of on every request (planning a page costs more than running it).
+        """A request's statements outside transactions (its reads, a create's one statement) run
+        prepared: PostgreSQL then plans each shape once per connection instead of on every request
+        (planning a page costs more than running it).
         `dates_as_text`: the rows hold dates and timestamps as ISO text, as SQLite's do."""
         options = {"dates_as_text": True} if dates_as_text else {}
         if self._take_pending_begin():
             # One query string, two statements: the transaction block BEGIN opens outlives it.
             return self._execute_cursor(f"BEGIN; {sql}", params, **options)
         # Not in a transaction: a failed PREPARE would abort the caller's.
-        plain = not sql.startswith("SELECT ") or sql in self._unpreparable or self.in_transaction()
+        plain = not sql.startswith(("SELECT ", "WITH ")) or sql in self._unpreparable or self.in_transaction()
         if plain or not has_request_context():
             return self._execute_cursor(sql, params, **options)
         statements = self._prepared.setdefault(self.connection(), OrderedDict())

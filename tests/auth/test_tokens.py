@@ -298,8 +298,17 @@ def test_changes_that_check_the_session_themselves_refuse_a_dead_or_foreign_one(
     assert_unauthorized(client.patch(path, json={"done": True}, headers=bearer(stale) | {"If-Match": '"x"'}))
     assert_unauthorized(client.delete(path, headers=bearer(stale)))
     assert_unauthorized(client.delete("/todos/999999", headers=bearer(stale)))  # not 404
+    assert_unauthorized(client.post("/todos", json={"title": "new", "tags": ["x"]}, headers=bearer(stale)))
+    assert_unauthorized(client.post("/todos", json={"title": ""}, headers=bearer(stale)))  # not 422
+    keyed = bearer(stale) | {"Idempotency-Key": "k1"}
+    assert_unauthorized(client.post("/todos", json={"title": "new"}, headers=keyed))
 
-    assert client.get(path, headers=bearer(ann["access_token"])).json == todo
+    live = bearer(ann["access_token"])
+    assert client.get(path, headers=live).json == todo
+    assert client.get("/todos", headers=live).json["items"] == [todo]
+    assert client.get("/stats", headers=live).json["by_tag"] == {}
+    with client.application.app_context():
+        assert User.get_by_id(int(claims(ann["access_token"])["sub"])).todo_revision == 1  # the first create
 
 
 def test_a_live_session_reads_an_empty_page_with_its_total(client: FlaskClient) -> None:

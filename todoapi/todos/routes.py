@@ -66,7 +66,7 @@ class Todos(MethodView):
         links = page_links(page["skip"], page["limit"], page["total"])
         return jsonify(page), ({"Link": links} if links else {})
 
-    @login_required
+    @login_required_in_query
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.arguments(TodoCreateSchema)
     @blp.response(201, TodoSchema, headers=LOCATION_HEADER)
@@ -78,7 +78,7 @@ class Todos(MethodView):
     ) -> Response | tuple[Response, int, dict[str, str]]:
         """Create a todo (send `Idempotency-Key` to make retries safe)."""
         if "key" not in headers:
-            todo = services.create_todo(caller().id, data)
+            todo = services.create_todo(claim(), data)
             body, location = render(todo)
             return jsonify(body), 201, {"Location": location}
         result = services.create_todo_once(caller().id, data, headers["key"], request.get_json(), render)

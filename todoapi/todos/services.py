@@ -14,12 +14,14 @@ from peewee import (
     OP,
     SQL,
     Case,
+    Cast,
     Expression,
     IntegrityError,
     JSONField,
     ModelSelect,
     Node,
     NodeList,
+    Select,
     Value,
     fn,
 )
@@ -33,12 +35,13 @@ from todoapi.db import (
     execute_together,
     fill,
     for_update,
+    is_postgres,
     is_sqlite,
     read_rows,
     sql_for,
     write_transaction,
 )
-from todoapi.errors import NotFound, PreconditionFailed, Unprocessable
+from todoapi.errors import NotFound, PreconditionFailed, Unauthorized, Unprocessable
 from todoapi.models import IdempotencyKey, Session, Todo, TodoTag, User, utcnow
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -233,10 +236,14 @@ def _insert_todo_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
     return compile_once(Todo.insert({field: Slot(field.name).value() for field in INSERTED_FIELDS}))
 
 
+def _new_todo(user_id: int, data: dict[str, Any]) -> Todo:
+    now = _next_timestamp()
+    return Todo(user=user_id, created_at=now, updated_at=now, **data)  # the model's defaults fill in the rest
+
+
 def _insert_todo(user_id: int, data: dict[str, Any], last: bool = False) -> Todo:
     """Insert a todo and its tag rows; `last`: nothing else follows in this transaction."""
-    now = _next_timestamp()
-    todo = Todo(user=user_id, created_at=now, updated_at=now, **data)  # the model's defaults fill in the rest
+    todo = _new_todo(user_id, data)
     # What Todo.create() does, with the INSERT's SQL built once (a third of a create's CPU).
     sql, template = _insert_todo_statement(dialect())
     insert = (sql, fill(template, _column_values(todo, INSERTED_FIELDS)))
@@ -248,9 +255,61 @@ def _insert_todo(user_id: int, data: dict[str, Any], last: bool = False) -> Todo
     return todo
 
 
-def create_todo(user_id: int, data: dict[str, Any]) -> Todo:
-    with db.atomic():
-        return _insert_todo(user_id, data, last=True)
+# Typed where INSERT … SELECT would otherwise take the parameter as text.
+_INSERT_CASTS = {"due_date": "date", "tags": "jsonb"}
+
+
+@lru_cache(maxsize=4)
+def _create_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
+    """PostgreSQL: the revision bump, the todo and its tag rows in one statement, each step feeding
+    the next, and none of it unless the caller's session is live."""
+    user, session = Slot("user").value(), Slot("session").value()
+    account = (
+        User.update(todo_revision=User.todo_revision + 1)
+        .where((User.id == user) & _session_is_live(user, session))
+        .returning(User.id)
+        .cte("account")
+    )
+    values = [
+        Cast(Slot(field.name).value(), _INSERT_CASTS[field.name])
+        if field.name in _INSERT_CASTS
+        else Slot(field.name).value()
+        for field in INSERTED_FIELDS[1:]
+    ]
+    todo = (
+        Todo.insert_from(Select([account], [account.c.id, *values]), fields=list(INSERTED_FIELDS))
+        .returning(Todo.id)
+        .cte("todo")
+    )
+    tag = fn.unnest(Cast(Slot("tag_list").value(), "varchar[]")).alias("tag")
+    tag_rows = (
+        TodoTag.insert_from(
+            Select([todo, tag], [todo.c.id, user, SQL('"tag"'), Slot("created_at").value()]),
+            fields=list(TAG_ROW_FIELDS),
+        )
+        .returning()
+        .cte("tag_rows")
+    )
+    return compile_once(Select([todo], [todo.c.id]).with_cte(account, todo, tag_rows).bind(db))
+
+
+def create_todo(caller: Caller, data: dict[str, Any]) -> Todo:
+    """A new todo of the caller's. On PostgreSQL one statement checks the session and writes
+    everything (a statement is its own transaction): one round trip instead of three."""
+    if not is_postgres():
+        user_id = caller.account().id
+        with db.atomic():
+            return _insert_todo(user_id, data, last=True)
+    todo = _new_todo(caller.user_id, data)
+    sql, template = _create_statement(dialect())
+    values = {**_column_values(todo, INSERTED_FIELDS), "session": caller.session_id, "tag_list": todo.tags}
+    row = db.execute_sql(sql, fill(template, values)).fetchone()
+    if row is None:  # nothing written: login_required_in_query answers with the session check's 401
+        raise Unauthorized("The session has ended.")
+    caller.seen()
+    todo.id = row[0]
+    todo._dirty.clear()  # type: ignore[attr-defined]
+    return todo
 
 
 def create_todo_once(
