@@ -64,6 +64,21 @@ def test_tags_filter_requires_every_tag(client, auth):
     assert client.get("/todos?tag=home&tag=missing", headers=auth).json["total"] == 0
 
 
+ODD_TAGS = ["a'b", 'c"d', "e\\f", "{g}", "h,i", "null", "%_", "grüße", "日本"]
+
+
+def test_tags_with_quotes_braces_and_wildcards_find_their_todos(client, auth):
+    """Tag rows are written from the tag list as one array parameter on PostgreSQL."""
+    created = client.post("/todos", json={"title": "odd", "tags": ODD_TAGS}, headers=auth)
+    assert created.status_code == 201, created.json
+    assert created.json["tags"] == sorted(ODD_TAGS)
+    client.post("/todos", json={"title": "plain", "tags": ["g", "ab"]}, headers=auth)
+    for tag in ODD_TAGS:
+        page = client.get("/todos", query_string={"tag": tag}, headers=auth).json
+        assert titles(page) == ["odd"], tag
+    assert client.get("/stats", headers=auth).json["by_tag"] == {**dict.fromkeys(ODD_TAGS, 1), "g": 1, "ab": 1}
+
+
 def test_filters_combine_and_total_counts_all_matches(client, auth):
     ids = seed(client, auth, [{"title": f"t{i}", "tags": ["work"]} for i in range(5)])
     for todo_id in ids[:3]:
