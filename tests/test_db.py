@@ -90,11 +90,18 @@ def test_request_reads_run_as_prepared_statements_planned_once_per_connection(po
         ]
         # PostgreSQL cannot type this parameter: the statement runs as it is, and keeps doing so.
         for _ in range(2):
-            assert database.execute_sql("SELECT %s", ("untyped",)).fetchone() == ("untyped",)
-        # Inside a transaction, nothing is prepared (a failed PREPARE would abort it).
+            assert database.execute_sql("SELECT %s IS NULL", ("untyped",)).fetchone() == (False,)
+        assert prepared() == ["SELECT 'no parameters'", "SELECT $1::text"]
+        # A transaction's first statement is prepared before its BEGIN is sent, where a failed
+        # PREPARE aborts nothing; later ones run as they are (a failed PREPARE would abort it).
         with database.atomic():
             assert database.execute_sql("SELECT %s::int * 2", (21,)).fetchone() == (42,)
-        assert all("* 2" not in sql for sql in prepared())
+            assert database.execute_sql("SELECT %s::int * 3", (21,)).fetchone() == (63,)
+        assert prepared() == ["SELECT $1::text", "SELECT $1::int * 2"]
+        with database.atomic():  # a first statement that cannot be prepared: the transaction goes on
+            assert database.execute_sql("SELECT %s IS NOT NULL", ("untyped",)).fetchone() == (True,)
+            assert database.execute_sql("SELECT %s::int * 3", (2,)).fetchone() == (6,)
+        assert prepared() == ["SELECT $1::text", "SELECT $1::int * 2"]
     with database.connection_context():  # outside a request (worker, CLI): plain statements
         assert database.execute_sql("SELECT %s::int - 1", (1,)).fetchone() == (0,)
         assert all("- 1" not in sql for sql in prepared())

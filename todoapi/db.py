@@ -233,35 +233,45 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
         return cursor
 
     def execute_sql(self, sql: str, params: Any = None, dates_as_text: bool = False) -> Any:
-        """A request's statements outside transactions (its reads, a create's one statement) run
-        prepared: PostgreSQL then plans each shape once per connection instead of on every request
-        (planning a page costs more than running it).
+        """A request's statements run prepared where a failed PREPARE can abort nothing: outside
+        transactions (its reads, a create's one statement) and as a transaction's first statement,
+        BEGIN not yet sent (a change's locked read). PostgreSQL then plans each shape once per
+        connection instead of on every request (planning a page costs more than running it).
         `dates_as_text`: the rows hold dates and timestamps as ISO text, as SQLite's do."""
         options = {"dates_as_text": True} if dates_as_text else {}
-        if self._take_pending_begin():
+        begin = self._take_pending_begin()
+        if (
+            sql.startswith(("SELECT ", "WITH "))
+            and sql not in self._unpreparable
+            and has_request_context()
+            and (begin or not self.in_transaction())
+        ):
+            name = self._prepared_name(sql)
+            if name is not None:
+                arguments = ", ".join(["%s"] * len(params or ()))
+                sql = f"EXECUTE {name}({arguments})" if arguments else f"EXECUTE {name}"
+        if begin:
             # One query string, two statements: the transaction block BEGIN opens outlives it.
-            return self._execute_cursor(f"BEGIN; {sql}", params, **options)
-        # Not in a transaction: a failed PREPARE would abort the caller's.
-        plain = not sql.startswith(("SELECT ", "WITH ")) or sql in self._unpreparable or self.in_transaction()
-        if plain or not has_request_context():
-            return self._execute_cursor(sql, params, **options)
+            sql = f"BEGIN; {sql}"
+        return self._execute_cursor(sql, params, **options)
+
+    def _prepared_name(self, sql: str) -> str | None:
+        """What `sql` is prepared as on this connection, preparing it first; None if it cannot be."""
         statements = self._prepared.setdefault(self.connection(), OrderedDict())
         name = statements.get(sql)
-        if name is None:
-            name = f"todoapi_{next(self._names)}"
-            try:
-                super().execute_sql(f"PREPARE {name} AS {_numbered(sql)}")
-            except ProgrammingError:  # e.g. a parameter whose type PostgreSQL cannot infer
-                self._unpreparable.add(sql)
-                return self._execute_cursor(sql, params, **options)
-            statements[sql] = name
-            if len(statements) > PREPARED_PER_CONNECTION:
-                super().execute_sql(f"DEALLOCATE {statements.popitem(last=False)[1]}")
-        else:
+        if name is not None:
             statements.move_to_end(sql)
-        arguments = ", ".join(["%s"] * len(params or ()))
-        execute = f"EXECUTE {name}({arguments})" if arguments else f"EXECUTE {name}"
-        return self._execute_cursor(execute, params, **options)
+            return name
+        name = f"todoapi_{next(self._names)}"
+        try:
+            super().execute_sql(f"PREPARE {name} AS {_numbered(sql)}")
+        except ProgrammingError:  # e.g. a parameter whose type PostgreSQL cannot infer
+            self._unpreparable.add(sql)
+            return None
+        statements[sql] = name
+        if len(statements) > PREPARED_PER_CONNECTION:
+            super().execute_sql(f"DEALLOCATE {statements.popitem(last=False)[1]}")
+        return name
 
 
 PREPARED_PER_CONNECTION = 64  # query shapes kept per connection (each holds a plan in the backend)
