@@ -150,8 +150,9 @@ _AS_TEXT = tuple(
 
 class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
     """The pool's round trips (`SELECT 1` at checkout, rollback at check-in) get the handshake deadline;
-    a request's statements outside transactions are prepared; BEGIN rides along with the first
-    statement after it, and COMMIT may ride along with the last (`execute_and_commit`)."""
+    a request's statements are prepared where a failed PREPARE aborts nothing (`execute_sql`); BEGIN
+    rides along with the first statement after it, and COMMIT may ride along with the last
+    (`execute_and_commit`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
