@@ -146,11 +146,8 @@ def todo_json(todo: Todo) -> dict[str, Any]:
 
 def _utc_text(value: Any) -> str:
     """A UTC instant as the API writes it, from a model (aware datetime) or straight from the driver:
-    naive UTC, or text (`read_rows`): SQLite's isoformat(" "), PostgreSQL's ISO output (which drops
-    a fraction's trailing zeros: isoformat always writes six digits)."""
+    naive UTC, or its isoformat(" ") text (`read_rows`)."""
     if isinstance(value, str):
-        if 19 < len(value) < 26:
-            value = value.ljust(26, "0")
         return f"{value[:10]}T{value[11:]}+00:00"
     return str(value.isoformat()) if value.tzinfo is not None else f"{value.isoformat()}+00:00"
 
