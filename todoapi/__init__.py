@@ -1,10 +1,12 @@
 """todoapi: a multi-user TODO REST service."""
 
 import os
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request
+from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from todoapi.api import init_api
@@ -20,8 +22,39 @@ from todoapi.ops.routes import init_docs_assets
 from todoapi.queue import init_redis
 
 
+class Values(ImmutableMultiDict[str, str]):
+    """A request's query (and form) values. werkzeug's `get` raises and catches an exception object
+    for every absent name, and webargs asks for each of a list's ten parameters on every request."""
+
+    def get(self, key: str, default: Any = None, type: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key, default, type) if key in self else default
+
+
+class AppRequest(Request):
+    parameter_storage_class = Values
+
+
+class App(Flask):
+    request_class = AppRequest
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plain: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        # Flask asks `inspect` whether every hook and view is a coroutine function, a dozen times
+        # per request; a function's answer never changes. (Weak: a request may bring its own.)
+        plain = getattr(func, "__func__", func)
+        if plain in self._plain:
+            return func
+        wrapped = super().ensure_sync(func)
+        if wrapped is func:
+            self._plain.add(plain)
+        return wrapped
+
+
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(__name__)
+    app = App(__name__)
     app.config.from_mapping(load_config(os.environ), **(overrides or {}))
     init_request_logging(app)
     init_security_headers(app)
