@@ -11,7 +11,12 @@ from todoapi.models import MODELS, Session, Todo, TodoTag, User
 def test_schema_matches_the_models(app):
     with app.app_context():
         assert migrate(db.obj) == []  # already applied by the fixtures: a second run is a no-op
-        assert not diff_models(db.obj, MODELS), str(diff_models(db.obj, MODELS))
+        diff = diff_models(db.obj, MODELS)
+        # PostgreSQL's lowered copies for `?q=` (migration 0007): computed by the database, not modelled.
+        kept = [("todos", "title_folded"), ("todos", "description_folded")] if is_postgres() else []
+        assert sorted(diff.drop_columns) == sorted(kept), str(diff)
+        diff.drop_columns.clear()
+        assert not diff, str(diff)
         applied = {name for name, _ in Runner(db.obj, str(MIGRATIONS_DIR)).applied().items()}
         assert applied == {path.stem for path in MIGRATIONS_DIR.glob("[0-9]*.py")}
 

@@ -121,6 +121,18 @@ Todo.add_index(
 Todo.add_index(Todo.index(Todo.user, fn.LOWER(Todo.title), Todo.id, name="todos_user_title"))
 
 
+def _database_kept(name: str) -> TextField:
+    """A column the database computes (migration 0007, PostgreSQL only): queries may name it; the
+    model neither selects nor writes it."""
+    field = TextField()
+    field.bind(Todo, name, set_attribute=False)
+    return field
+
+
+TITLE_FOLDED = _database_kept("title_folded")  # lower(title)
+DESCRIPTION_FOLDED = _database_kept("description_folded")  # lower(description)
+
+
 class TodoTag(BaseModel):
     todo = ForeignKeyField(Todo, backref="tag_rows", on_delete="CASCADE", index=False)
     user = ForeignKeyField(User, on_delete="CASCADE", index=False)

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import pytest
 
 from tests.helpers import assert_error
+from todoapi.db import db, is_sqlite
 
 LINK = re.compile(r'<([^>]*)>;\s*rel="([^"]+)"')
 
@@ -122,6 +123,77 @@ def test_q_wildcards_in_descriptions_match_literally(client, auth):
     )
     assert titles(listing(client, auth, [("q", "0%")])) == ["sale"]
     assert titles(listing(client, auth, [("q", "E_C")])) == ["snake"]
+
+
+def test_q_finds_text_as_it_is_now(client, auth):
+    (todo,) = seed(client, auth, [{"title": "Alpha", "description": "first draft"}])
+    assert titles(listing(client, auth, [("q", "alpha")])) == ["Alpha"]
+    patch(client, auth, todo["id"], {"title": "Beta", "description": "Second DRAFT"})
+    assert titles(listing(client, auth, [("q", "alpha")])) == []
+    assert titles(listing(client, auth, [("q", "first")])) == []
+    for q in ("BETA", "second", "draft"):
+        assert titles(listing(client, auth, [("q", q)])) == ["Beta"], q
+
+
+UNICODE_TEXTS = [
+    "ÄRGER im Büro",
+    "ärger",
+    "Straße",
+    "STRASSE",
+    "ΣΊΣΥΦΟΣ",
+    "σίσυφος",
+    "İstanbul",
+    "istanbul",
+    "\u212a for kelvin",
+    "café",
+    "CAFÉ",
+    "cafe\u0301",
+    "😀 Smile",
+]
+UNICODE_QUERIES = [
+    "ärger",
+    "ÄRGER",
+    "strasse",
+    "straße",
+    "σίσυφος",
+    "ΣΊΣΥΦΟΣ",
+    "İSTANBUL",
+    "i\u0307stanbul",
+    "K",
+    "\u212a",
+    "CAFÉ",
+    "É",
+    "\u0301",
+    "smile",
+    "😀",
+]
+
+
+DIRECT_SEARCH = {
+    "sqlite": r"SELECT id FROM todos WHERE title LIKE ? ESCAPE '\' OR description LIKE ? ESCAPE '\'",
+    "postgres": r"SELECT id FROM todos WHERE title ILIKE %s ESCAPE '\' OR description ILIKE %s ESCAPE '\'",
+}
+
+
+def test_q_matches_as_the_databases_own_operator(app, client, auth):
+    """Beyond ASCII, `q` is exactly PostgreSQL's ILIKE (or SQLite's LIKE, which folds ASCII only),
+    whatever the service compares internally."""
+    seed(
+        client,
+        auth,
+        [{"title": text} for text in UNICODE_TEXTS]
+        + [{"title": "x", "description": text} for text in UNICODE_TEXTS],
+    )
+    with app.app_context():
+        sql = DIRECT_SEARCH["sqlite" if is_sqlite() else "postgres"]
+        matched_any = False
+        for q in UNICODE_QUERIES:
+            pattern = f"%{q}%"
+            expected = {row[0] for row in db.execute_sql(sql, (pattern, pattern)).fetchall()}
+            found = set(ids(listing(client, auth, [("q", q), ("limit", 100)])))
+            assert found == expected, q
+            matched_any |= len(expected) > len([t for t in UNICODE_TEXTS if q in t]) * 2
+    assert matched_any  # some query matched beyond its exact-case occurrences
 
 
 @pytest.mark.parametrize("q", ["", " ", "   \t "])

@@ -42,7 +42,16 @@ from todoapi.db import (
     write_transaction,
 )
 from todoapi.errors import NotFound, PreconditionFailed, Unauthorized, Unprocessable
-from todoapi.models import IdempotencyKey, Session, Todo, TodoTag, User, utcnow
+from todoapi.models import (
+    DESCRIPTION_FOLDED,
+    TITLE_FOLDED,
+    IdempotencyKey,
+    Session,
+    Todo,
+    TodoTag,
+    User,
+    utcnow,
+)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 SORT_COLUMNS: dict[str, Any] = {
@@ -471,9 +480,20 @@ def _filter_values(user_id: int, args: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _contains(column: Any, pattern: Node) -> Expression:
-    # ILIKE on PostgreSQL, LIKE on SQLite; `\` escapes % and _ in the pattern, so they match literally.
-    return Expression(column, OP.ILIKE, NodeList((pattern, SQL("ESCAPE"), Value("\\", converter=False))))
+def _like(column: Any, operator: str, pattern: Node) -> Expression:
+    # `\` escapes % and _ in the pattern, so they match literally.
+    return Expression(column, operator, NodeList((pattern, SQL("ESCAPE"), Value("\\", converter=False))))
+
+
+def _search(pattern: Node) -> Expression:
+    """`q`: a case-insensitive substring of the title or the description. PostgreSQL's ILIKE is
+    `lower(text) LIKE lower(pattern)`, lowering the text at every comparison; the lowered copies the
+    database keeps (migration 0007) give the same answer without that. SQLite: LIKE, which folds
+    ASCII case (peewee writes its ILIKE so)."""
+    if is_sqlite():
+        return _like(Todo.title, OP.ILIKE, pattern) | _like(Todo.description, OP.ILIKE, pattern)
+    folded = fn.lower(pattern)
+    return _like(TITLE_FOLDED, OP.LIKE, folded) | _like(DESCRIPTION_FOLDED, OP.LIKE, folded)
 
 
 def _filtered(values: dict[str, Any]) -> "ModelSelect[Todo]":
@@ -495,7 +515,7 @@ def _filtered(values: dict[str, Any]) -> "ModelSelect[Todo]":
     if "updated_since" in values:
         query = query.where(Todo.updated_at >= value("updated_since"))
     if "q" in values:
-        query = query.where(_contains(Todo.title, value("q")) | _contains(Todo.description, value("q")))
+        query = query.where(_search(value("q")))
     if "tag0" in values:
         # The first tag joins its todo_tags rows, which a newest-first page walks in index order
         # (see _ordering); each further tag is one index probe; together they AND.
