@@ -244,6 +244,8 @@ def test_secrets_never_reach_the_server_output(server: Server) -> None:
     logged = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     paths = {record.get("path") for record in logged}
     assert "/auth/refresh" in paths, "the request log is missing; the check would be vacuous"
+    # Every line formatted, gunicorn's own (with their %(process)d) as much as ours.
+    assert "--- Logging error ---" not in output, output
     secrets = [first, second, guessed, whsec, whsec.removeprefix("whsec_"), server.env["JWT_SECRET_KEY"]]
     secrets += [token[kind] for token in tokens for kind in ("access_token", "refresh_token")]
     leaked = [index for index, secret in enumerate(secrets) if secret in output]

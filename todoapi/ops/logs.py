@@ -40,10 +40,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     handler.addFilter(RequestIdFilter())
     handler.todoapi = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    # Where a record was made (a walk up the stack), and its thread's and process's names: the logging
-    # HOWTO's "Optimization" switches, since our lines show none of them (~10 µs per request line).
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root.setLevel(level)
     # httpx logs every request's full URL at INFO; a webhook URL may carry a token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
