@@ -35,6 +35,9 @@ class AppRequest(Request):
 
 
 class App(Flask):
+    """Flask, less two costs it pays on every request: exceptions for absent query values and
+    `inspect` on every hook and view."""
+
     request_class = AppRequest
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
