@@ -56,6 +56,12 @@ class BaseModel(Model):
         instance._dirty.clear()  # type: ignore[attr-defined]  # a later save() writes only what changes
         return instance
 
+    def stored_as(self, pk: Any) -> None:
+        """This instance was written by SQL of our own under `pk`: as after save(), a later save()
+        writes only what changes."""
+        self._pk = pk
+        self._dirty.clear()  # type: ignore[attr-defined]
+
 
 class User(BaseModel):
     id = AutoField()

@@ -254,8 +254,7 @@ def _insert_todo(user_id: int, data: dict[str, Any], last: bool = False) -> Todo
     sql, template = _insert_todo_statement(dialect())
     insert = (sql, fill(template, _column_values(todo, INSERTED_FIELDS)))
     cursor = execute_together(_revision_bump(user_id), insert)
-    todo.id = cursor.fetchone()[0] if " RETURNING " in sql else cursor.lastrowid
-    todo._dirty.clear()  # type: ignore[attr-defined]
+    todo.stored_as(cursor.fetchone()[0] if " RETURNING " in sql else cursor.lastrowid)
     if todo.tags:
         execute_together(*_tag_rows(user_id, todo), commit=last)
     return todo
@@ -313,8 +312,7 @@ def create_todo(caller: Caller, data: dict[str, Any]) -> Todo:
     if row is None:  # nothing written: login_required_in_query answers with the session check's 401
         raise Unauthorized("The session has ended.")
     caller.seen()
-    todo.id = row[0]
-    todo._dirty.clear()  # type: ignore[attr-defined]
+    todo.stored_as(row[0])
     return todo
 
 
