@@ -1,6 +1,7 @@
 """Ratios, the issue's targets (PASS / FAIL / NOT MEASURED), markdown tables, py-spy hotspots."""
 
 import re
+import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,37 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+def _round_cpu(run: dict[str, Any]) -> list[float | None]:
+    """CPU ms/request of each round, in the order they ran."""
+    if "per_round" in run:
+        return [r["cpu_ms_per_request"] for r in run["per_round"]]
+    return [run["cpu_ms_per_request"]]
+
+
+def _paired(numerators: list[float | None], denominators: list[float | None]) -> dict[str, Any] | None:
+    """Ratios of runs measured back to back, one per round: their median and range."""
+    ratios = sorted(a / b for a, b in zip(numerators, denominators, strict=True) if a is not None and b)
+    if not ratios:
+        return None
+    return {
+        "ratio": round(statistics.median(ratios), 2),
+        "range": [round(ratios[0], 2), round(ratios[-1], 2)],
+    }
+
+
 def add_ratios(result: dict[str, Any]) -> None:
+    """x ceiling: the median over rounds of each round's CPU/request divided by the ceiling run right
+    before it; results from before the paired runs fall back to median CPU / the ceiling's median.
+    Scaling: the median over rounds of large / small, measured back to back in each round."""
     ceiling = result["ceiling"]["cpu_ms_per_request"]
-    for group in ("runs", "small_runs"):
-        for run in result.get(group, {}).values():
-            run["ceiling_ratio"] = _ratio(run["cpu_ms_per_request"], ceiling)
+    for run in result.get("small_runs", {}).values():
+        run["ceiling_ratio"] = _ratio(run["cpu_ms_per_request"], ceiling)
+    for run in result.get("runs", {}).values():
+        paired = (
+            _paired(_round_cpu(run), run["paired_ceiling_cpu_ms"]) if "paired_ceiling_cpu_ms" in run else None
+        )
+        run["ceiling_ratio"] = paired["ratio"] if paired else _ratio(run["cpu_ms_per_request"], ceiling)
+        run["ceiling_ratio_range"] = paired["range"] if paired else None
     if "soak" in result:
         result["soak"]["ceiling_ratio"] = _ratio(result["soak"]["cpu_ms_per_request"], ceiling)
     scaling = {}
@@ -34,10 +61,16 @@ def add_ratios(result: dict[str, Any]) -> None:
         large = result.get("runs", {}).get(f"typical.{key}")
         small = result.get("small_runs", {}).get(f"typical.{key}")
         if large and small:
+            paired = (
+                _paired(_round_cpu(large), _round_cpu(small)) if "paired_ceiling_cpu_ms" in large else None
+            )
             scaling[key] = {
                 "small_cpu_ms": small["cpu_ms_per_request"],
                 "large_cpu_ms": large["cpu_ms_per_request"],
-                "ratio": _ratio(large["cpu_ms_per_request"], small["cpu_ms_per_request"]),
+                "ratio": paired["ratio"]
+                if paired
+                else _ratio(large["cpu_ms_per_request"], small["cpu_ms_per_request"]),
+                "range": paired["range"] if paired else None,
             }
     result["scaling"] = scaling
 
@@ -103,6 +136,7 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
     )
     every = {
         "ceiling": result["ceiling"],
+        **({"ceiling (paired runs)": result["paired_ceiling"]} if "paired_ceiling" in result else {}),
         **{f"small:{k}": r for k, r in result.get("small_runs", {}).items()},
         **runs,
     }
@@ -204,7 +238,7 @@ def _endpoint_rows(runs: dict[str, dict[str, Any]]) -> list[str]:
             f"| {run['label']} | {_who(key)} | {fmt(run['rps'], 1)} "
             f"| {fmt(lat['p50'])} | {fmt(lat['p99'])} | "
             f"{fmt(run['p99_over_p50'])} | {run['error_count']} | {_cpu_cell(run)} | "
-            f"{fmt(run.get('ceiling_ratio'))} |"
+            f"{_ratio_cell(run.get('ceiling_ratio'), run.get('ceiling_ratio_range'))} |"
         )
     return rows
 
@@ -213,6 +247,11 @@ def _cpu_cell(run: dict[str, Any]) -> str:
     spread = run.get("cpu_ms_per_request_range")
     cell = fmt(run["cpu_ms_per_request"], 3)
     return f"{cell} ({fmt(spread[0], 2)}..{fmt(spread[1], 2)})" if spread else cell
+
+
+def _ratio_cell(ratio: float | None, spread: list[float] | None) -> str:
+    cell = fmt(ratio)
+    return f"{cell} ({fmt(spread[0])}..{fmt(spread[1])})" if spread and spread[0] != spread[1] else cell
 
 
 HEADER = (
@@ -226,16 +265,25 @@ def rounds_note(result: dict[str, Any]) -> str:
     seconds = result["settings"]["duration_s"]
     if repeat <= 1:
         return f"Each endpoint: one wrk run of {seconds} s."
-    return (
+    note = (
         f"Each endpoint: {repeat} rounds of {seconds} s, the ceiling and the small dataset interleaved "
         "with the large one; the tables give medians (req/s, percentiles, CPU/request; CPU's min..max "
         "across rounds in brackets) and the error total. Login: one run."
     )
+    if "paired_ceiling" in result:
+        note += (
+            f" Before each endpoint in each round, a {result['settings']['pair_seconds']} s "
+            "run of the ceiling: x ceiling is the median over rounds of the endpoint's CPU/request divided "
+            "by that run's (min..max in brackets), and scaling the median over rounds of large / small, "
+            "measured back to back."
+        )
+    return note
 
 
 def shared_note(result: dict[str, Any]) -> str:
     """How much of the machine other tenants took during the measured runs."""
     runs = [result["ceiling"], *result.get("small_runs", {}).values(), *result.get("runs", {}).values()]
+    runs += [result["paired_ceiling"]] if "paired_ceiling" in result else []
     shares = [
         r["cpu_ms"]["others"] / r["cpu_ms"]["machine_capacity"]
         for r in runs
@@ -296,7 +344,7 @@ def markdown_db(result: dict[str, Any]) -> str:
         label = "GET /stats" if key == "stats" else f"GET {LIST_LABELS.get(key, key)}"
         out.append(
             f"| {label} | {fmt(row['small_cpu_ms'], 3)} "
-            f"| {fmt(row['large_cpu_ms'], 3)} | {fmt(row['ratio'])} |"
+            f"| {fmt(row['large_cpu_ms'], 3)} | {_ratio_cell(row['ratio'], row.get('range'))} |"
         )
     soak = result.get("soak")
     if soak:

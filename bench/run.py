@@ -245,7 +245,13 @@ def wait_idle(server: Gunicorn, db: Database | None, timeout: float = 120) -> fl
 
 
 def measure(
-    cfg: Config, server: Gunicorn, db: Database | None, spec: Spec, warmup: int = 0, tag: str = ""
+    cfg: Config,
+    server: Gunicorn,
+    db: Database | None,
+    spec: Spec,
+    warmup: int = 0,
+    tag: str = "",
+    seconds: int = 0,
 ) -> dict[str, Any]:
     wait_idle(server, db)
     sanity = sanity_check(server, spec)
@@ -254,7 +260,7 @@ def measure(
         argv = wrk_argv(cfg, server.base_url, spec.script, warmup, spec.timeout)
         subprocess.run(argv, env=env, capture_output=True, check=False)
     idle_wait_s = wait_idle(server, db)
-    seconds = max(cfg.duration, spec.min_seconds)
+    seconds = seconds or max(cfg.duration, spec.min_seconds)
     offset = server.log_size()
     before = snapshot(server, db)
     done = subprocess.run(
@@ -281,6 +287,11 @@ def measure(
     if not result["requests"]:
         say(f"  {spec.key}: no request completed in {seconds} s (recorded; the machine may be saturated)")
     return result
+
+
+def pair_seconds(cfg: Config) -> int:
+    """Length of the ceiling run before each endpoint: half an endpoint's."""
+    return max(2, cfg.duration // 2)
 
 
 def sanity_check(server: Gunicorn, spec: Spec) -> dict[str, Any]:
@@ -484,28 +495,38 @@ def bench_endpoints(
             ]
         }
         ceiling_spec = Spec("ceiling", "GET /todos (bare Flask, 50 fixed dicts)", path="/todos")
-        # Reads first; each typical read on the small dataset right before the same on the large.
-        plan: list[tuple[str, Gunicorn, Database | None, Spec]] = [("ceiling", ceiling, None, ceiling_spec)]
+        # Each round: the ceiling, then every endpoint, reads first. Right before each endpoint a
+        # shorter ceiling run of its own ("pair"), so that its ratio compares two runs seconds apart:
+        # this VM's speed drifts by a third within minutes. Each typical read on the small dataset
+        # runs right before the same read on the large one (the scaling ratio).
+        plan: list[tuple[str, str, Gunicorn, Database | None, Spec, int]] = [
+            ("ceiling", "ceiling", ceiling, None, ceiling_spec, 0)
+        ]
         for spec in specs:
+            plan.append(("pair", spec.key, ceiling, None, ceiling_spec, pair_seconds(cfg)))
             if spec.key in small_specs:
-                plan.append(("small", small_srv, small, small_specs[spec.key]))
-            plan.append(("large", large_srv, large, spec))
+                plan.append(("small", spec.key, small_srv, small, small_specs[spec.key], 0))
+            plan.append(("large", spec.key, large_srv, large, spec, 0))
         measured: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for round_no in range(cfg.repeat):
             if cfg.repeat > 1:
                 say(f"{kind}: round {round_no + 1} of {cfg.repeat}")
-            for bucket, server, db, spec in plan:
-                if spec.key == "login" and round_no < cfg.repeat - 1:
+            for bucket, key, server, db, spec, seconds in plan:
+                if key == "login" and round_no < cfg.repeat - 1:
                     continue  # slow, and only its rate is asked for: once
                 warmup = cfg.warmup if round_no == 0 else min(cfg.warmup, 1)
-                tag = f"{'small:' if bucket == 'small' else ''}{spec.key}"
-                measured.setdefault((bucket, spec.key), []).append(
-                    measure(cfg, server, db, spec, warmup=warmup, tag=tag)
+                tag = {"small": f"small:{key}", "pair": f"ceiling<{key}"}.get(bucket, key)
+                measured.setdefault((bucket, key), []).append(
+                    measure(cfg, server, db, spec, warmup=warmup, tag=tag, seconds=seconds)
                 )
         result["ceiling"] = aggregate(measured.pop(("ceiling", "ceiling")))
         result["ceiling"]["workers"] = len(ceiling.workers())
         result["small_runs"] = {k: aggregate(v) for (b, k), v in measured.items() if b == "small"}
         result["runs"] = {k: aggregate(v) for (b, k), v in measured.items() if b == "large"}
+        for key, run in result["runs"].items():
+            run["paired_ceiling_cpu_ms"] = [m["cpu_ms_per_request"] for m in measured[("pair", key)]]
+        pairs = [m for (bucket, _), runs in measured.items() if bucket == "pair" for m in runs]
+        result["paired_ceiling"] = aggregate(pairs)
         ceiling.stop()
         small_srv.stop()
         if cfg.profile:
@@ -736,7 +757,7 @@ def bench_scan(cfg: Config, large: Database, small: Database) -> dict[str, Any]:
     """The scan on copies of the seeded databases (the cached ones are never modified)."""
     now = datetime.now(UTC).replace(microsecond=0)
     due_many = 10_000 if not cfg.quick else 1_000
-    scenarios = []
+    scenarios: list[dict[str, Any]] = []
     for source, counts in ((large, (due_many, 100)), (small, (100,))):
         copy = source.clone("scan")
         try:
@@ -858,6 +879,7 @@ def bench_database(cfg: Config, kind: str, machine: dict[str, Any]) -> dict[str,
         "machine": machine,
         "settings": {
             "duration_s": cfg.duration,
+            "pair_seconds": pair_seconds(cfg),
             "warmup_s": cfg.warmup,
             "connections": cfg.connections,
             "wrk_threads": cfg.threads,
