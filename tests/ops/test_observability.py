@@ -11,6 +11,7 @@ import re
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from tests.conftest import PASSWORD
 from tests.helpers import assert_error
 from tests.webhook_receiver import Receiver
 from todoapi.notifications import jobs
-from todoapi.ops.logs import configure_logging, request_id_var
+from todoapi.ops.logs import JsonLinesHandler, configure_logging, request_id_var
 from todoapi.queue import AppSimpleWorker, enqueue, get_queue, get_redis
 
 REQUEST_LOGGER = "todoapi.request"
@@ -192,6 +193,134 @@ def test_one_request_log_line_per_request_with_every_field(
             expected_user,
         )
         assert isinstance(line["duration_ms"], int | float) and line["duration_ms"] >= 0
+
+
+@pytest.fixture
+def sole_handler(json_log: io.StringIO) -> JsonLinesHandler:
+    [handler] = [h for h in logging.getLogger().handlers if isinstance(h, JsonLinesHandler)]
+    return handler
+
+
+@contextmanager
+def alone(handler: logging.Handler) -> Iterator[None]:
+    """`handler` as the only one on the root logger, as under gunicorn: pytest's capture handlers
+    (added for each phase of a test) set aside meanwhile."""
+    root = logging.getLogger()
+    kept = root.handlers
+    root.handlers = [handler]
+    try:
+        yield
+    finally:
+        root.handlers = kept
+
+
+REQUEST_FIELDS = [
+    {
+        "method": "GET",
+        "path": "/todos",
+        "status": 200,
+        "duration_ms": 1.25,
+        "request_id": "a" * 32,
+        "user_id": 7,
+    },
+    {
+        "method": "POST",
+        "path": "/auth/login",
+        "status": 401,
+        "duration_ms": 0,
+        "request_id": "x-1",
+        "user_id": None,
+    },
+    {
+        "method": "GET",
+        "path": '/todos/\u00e4\u00df"q\u2028',
+        "status": 404,
+        "duration_ms": 12.5,
+        "request_id": "~",
+        "user_id": 1,
+    },
+]
+
+
+@pytest.mark.parametrize("fields", REQUEST_FIELDS)
+def test_the_request_line_written_directly_is_the_formatters_line(
+    sole_handler: JsonLinesHandler, fields: dict[str, Any]
+) -> None:
+    record = logging.getLogger(REQUEST_LOGGER).makeRecord(
+        REQUEST_LOGGER, logging.INFO, __file__, 1, "request", (), None, extra=dict(fields)
+    )
+    assert sole_handler.request_line(fields, record.created) == sole_handler.format(record)
+
+
+def test_with_our_handler_alone_the_request_line_skips_the_logger(
+    client: FlaskClient,
+    auth: dict[str, str],
+    sole_handler: JsonLinesHandler,
+    json_log: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    me = user_id(client, auth)
+    restart(json_log)
+
+    def no_record(record: logging.LogRecord) -> None:
+        raise AssertionError("the request line went through the logger")
+
+    monkeypatch.setattr(logging.getLogger(REQUEST_LOGGER), "handle", no_record)
+    request_id = new_id()
+    with alone(sole_handler):
+        response = client.get("/todos?limit=5", headers={**auth, "X-Request-ID": request_id})
+    assert response.status_code == 200
+    [line] = parse_lines(json_log)
+    assert line.keys() == LOG_FIELDS | {"logger", "message"}
+    assert (line["logger"], line["message"], line["level"]) == (REQUEST_LOGGER, "request", "INFO")
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/todos", 200)
+    assert (line["request_id"], line["user_id"]) == (request_id, me)
+    assert datetime.fromisoformat(line["time"]).tzinfo is not None
+
+
+def test_any_other_handler_or_filter_gets_the_request_line_through_logging(
+    client: FlaskClient,
+    sole_handler: JsonLinesHandler,
+    json_log: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    def look(record: logging.LogRecord) -> bool:
+        seen.append(record)
+        return True
+
+    request_logger = logging.getLogger(REQUEST_LOGGER)
+    other = Collect()
+    root = logging.getLogger()
+    for attach, detach in (
+        (lambda: root.addHandler(other), lambda: root.removeHandler(other)),
+        (lambda: request_logger.addHandler(other), lambda: request_logger.removeHandler(other)),
+        (lambda: request_logger.addFilter(look), lambda: request_logger.removeFilter(look)),
+    ):
+        seen.clear()
+        restart(json_log)
+        with alone(sole_handler):
+            attach()
+            try:
+                assert client.get("/health").status_code == 200
+            finally:
+                detach()
+        assert [record.name for record in seen if record.name == REQUEST_LOGGER] == [REQUEST_LOGGER]
+        assert [line["path"] for line in parse_lines(json_log)] == ["/health"]
+
+    restart(json_log)
+    request_logger.setLevel(logging.WARNING)
+    try:
+        with alone(sole_handler):
+            assert client.get("/health").status_code == 200
+    finally:
+        request_logger.setLevel(logging.NOTSET)
+    assert parse_lines(json_log) == []
 
 
 def test_the_query_string_stays_out_of_the_request_log(
