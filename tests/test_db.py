@@ -1,6 +1,7 @@
 """How `DATABASE_URL` becomes a database: SQLite pragmas, pooling, URL forms."""
 
 import threading
+from typing import Any
 
 import psycopg2.extensions
 import pytest
@@ -10,7 +11,7 @@ from playhouse.pool import PooledPostgresqlDatabase
 
 import todoapi.db as db_module
 from tests.helpers import sent_statements
-from todoapi.db import db, execute_together, open_database
+from todoapi.db import db, execute_together, open_database, planned_each_time
 
 
 def test_sqlite_urls_relative_and_absolute(tmp_path, monkeypatch):
@@ -105,6 +106,33 @@ def test_request_reads_run_as_prepared_statements_planned_once_per_connection(po
     with database.connection_context():  # outside a request (worker, CLI): plain statements
         assert database.execute_sql("SELECT %s::int - 1", (1,)).fetchone() == (0,)
         assert all("- 1" not in sql for sql in prepared())
+    database.close_all()
+
+
+def test_prepared_statements_run_generic_plans_and_counts_are_planned_each_time(postgres_url):
+    database = open_database(postgres_url)
+
+    def ask(sql: str) -> list[tuple[Any, ...]]:
+        """Asked past execute_sql, so as not to prepare this."""
+        cursor = database.connection().cursor()
+        cursor.execute(sql)
+        return cursor.fetchall()
+
+    with Flask(__name__).test_request_context(), database.connection_context():
+        # The setting rides with the connection's first PREPARE that succeeds.
+        assert database.execute_sql("SELECT %s IS NULL", ("untyped",)).fetchone() == (False,)
+        assert ask("SHOW plan_cache_mode") == [("auto",)]
+        for n in range(3):
+            assert database.execute_sql("SELECT %s::int + 1", (n,)).fetchone() == (n + 1,)
+        assert ask("SHOW plan_cache_mode") == [("force_generic_plan",)]
+        assert ask("SELECT generic_plans, custom_plans FROM pg_prepared_statements") == [(3, 0)]
+        with planned_each_time():
+            assert database.execute_sql("SELECT %s::int * 5", (2,)).fetchone() == (10,)
+        assert database.execute_sql("SELECT %s::int * 7", (2,)).fetchone() == (14,)
+        statements = [
+            row[0].split(" AS ", 1)[1] for row in ask("SELECT statement FROM pg_prepared_statements")
+        ]
+        assert sorted(statements) == ["SELECT $1::int * 7", "SELECT $1::int + 1"]
     database.close_all()
 
 

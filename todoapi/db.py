@@ -168,6 +168,7 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
         self._checked_in: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._begin_pending: weakref.WeakSet[Any] = weakref.WeakSet()  # connections owing a BEGIN
         self._committed: weakref.WeakSet[Any] = weakref.WeakSet()  # COMMIT already sent
+        self._generic: weakref.WeakSet[Any] = weakref.WeakSet()  # connections set to generic plans
 
     def _is_closed(self, conn: Any) -> bool:
         if conn.closed:
@@ -252,6 +253,7 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
             and sql not in self._unpreparable
             and has_request_context()
             and (begin or not self.in_transaction())
+            and not _planned_each_time.get()
         ):
             name = self._prepared_name(sql)
             if name is not None:
@@ -270,15 +272,38 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
             statements.move_to_end(sql)
             return name
         name = f"todoapi_{next(self._names)}"
+        connection = self.connection()
+        # With the connection's first PREPARE (one round trip): PostgreSQL's default plans a
+        # statement for its values for 5 runs, then keeps doing so whenever its generic plan looks
+        # costlier than those; for a tag or search page it did so on every run, 0.07-0.2 ms of
+        # planning for 0.03 of running. The generic plans ran as fast for a typical and the heavy
+        # account alike (BENCHMARKS.md); what wants plans for its values runs in `planned_each_time`.
+        generic = "" if connection in self._generic else "SET plan_cache_mode = force_generic_plan; "
         try:
-            super().execute_sql(f"PREPARE {name} AS {_numbered(sql)}")
+            super().execute_sql(f"{generic}PREPARE {name} AS {_numbered(sql)}")
         except ProgrammingError:  # e.g. a parameter whose type PostgreSQL cannot infer
             self._unpreparable.add(sql)
             return None
+        self._generic.add(connection)
         statements[sql] = name
         if len(statements) > PREPARED_PER_CONNECTION:
             super().execute_sql(f"DEALLOCATE {statements.popitem(last=False)[1]}")
         return name
+
+
+_planned_each_time: ContextVar[bool] = ContextVar("planned_each_time", default=False)
+
+
+@contextmanager
+def planned_each_time() -> Iterator[None]:
+    """Statements inside run unprepared, so PostgreSQL plans each for its values: for counts over
+    an account of any size, where the plan must fit the account and planning costs little beside
+    running (and the result is cached per revision)."""
+    token = _planned_each_time.set(True)
+    try:
+        yield
+    finally:
+        _planned_each_time.reset(token)
 
 
 PREPARED_PER_CONNECTION = 64  # query shapes kept per connection (each holds a plan in the backend)

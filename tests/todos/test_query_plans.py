@@ -10,7 +10,7 @@ from peewee import SQL, Select, fn
 from tests.conftest import FAST_ARGON2, REDIS_URL, empty_postgres
 from tests.helpers import sent_statements
 from todoapi import create_app
-from todoapi.db import db
+from todoapi.db import _numbered, db
 from todoapi.models import Todo, TodoTag, User
 from todoapi.todos import services
 
@@ -76,6 +76,18 @@ def explain_sql(sql: str, params: Any) -> str:
     return "\n".join(row[0] for row in db.execute_sql("EXPLAIN " + sql, params).fetchall())
 
 
+def explain_generic(sql: str, params: Any) -> str:
+    """The plan a request's prepared statement runs: its generic plan (see `_prepared_name`)."""
+    db.execute_sql("SET plan_cache_mode = force_generic_plan")
+    db.execute_sql(f"PREPARE plan_check AS {_numbered(sql)}")
+    try:
+        arguments = ", ".join(["%s"] * len(params))
+        return explain_sql(f"EXECUTE plan_check({arguments})", params)
+    finally:
+        db.execute_sql("DEALLOCATE plan_check")
+        db.execute_sql("RESET plan_cache_mode")
+
+
 def count_query(query: Any) -> Any:
     """The statement peewee's `query.count()` runs, unexecuted."""
     return Select([query.order_by().alias("_wrapped")], [fn.COUNT(SQL("1"))]).bind(db.obj)
@@ -97,7 +109,8 @@ def test_list_and_stats_queries_never_scan_the_whole_todos_table(postgres_app):
         args = {"skip": 0, "limit": 50, "sort": [("created_at", True)], **filters}
         values = services._filter_values(owner, args) | {"session": "a session id"}
         page = services.page_statement(values, args)  # what a request runs, its session check included
-        for plan in (explain_sql(*page), explain(count_query(services.filtered_todos(owner, args)))):
+        count = explain(count_query(services.filtered_todos(owner, args)))
+        for plan in (explain_sql(*page), explain_generic(*page), count):
             assert "Seq Scan on todos" not in plan, f"{shape}:\n{plan}"
             assert "Seq Scan on todo_tags" not in plan, f"{shape}:\n{plan}"
     for query in services.stats_queries(owner, date(2026, 12, 1)):

@@ -37,6 +37,7 @@ from todoapi.db import (
     for_update,
     is_postgres,
     is_sqlite,
+    planned_each_time,
     read_rows,
     sql_for,
     write_transaction,
@@ -612,8 +613,13 @@ def list_todos(caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
         # The session id tells apart two accounts that got the same id (SQLite may reuse a deleted
         # row's): a session belongs to one account.
         key = (caller.user_id, caller.session_id, revision, filters)
-        total = TOTALS.get(key, lambda: _filtered(values).count())
+        total = TOTALS.get(key, lambda: _count(values))
     return {"items": items, "total": total, "skip": skip, "limit": limit}
+
+
+def _count(values: dict[str, Any]) -> int:
+    with planned_each_time():
+        return int(_filtered(values).count())
 
 
 def _hashable(value: Any) -> Hashable:
@@ -665,7 +671,8 @@ def todo_stats(user: User, now: datetime | None = None) -> dict[str, Any]:
 
 
 def _count_stats(user_id: int, today: date) -> dict[str, Any]:
-    rows, by_tag = stats_queries(user_id, today)
+    with planned_each_time():
+        rows, by_tag = (list(query) for query in stats_queries(user_id, today))
     totals = dict.fromkeys(("total", "done", "overdue", "due_today", "due_soon"), 0)
     by_priority = {str(priority): 0 for priority in range(1, 6)}
     for row in rows:
