@@ -14,7 +14,8 @@ SCALING_LIMIT = 1.3
 HEAVY_P99_MS = 50.0
 TAIL_LIMIT = 4.0  # p99 / p50
 RSS_LIMIT_PCT = 10.0
-SCAN_SECONDS = 10.0  # "completes in seconds"
+SCAN_SECONDS = 10.0
+BALANCED_SHARE = 0.7  # bench/run.py measures a run again above this  # "completes in seconds"
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
 DB_TITLE = {"postgres": "PostgreSQL", "sqlite": "SQLite"}
 
@@ -276,6 +277,19 @@ def rounds_note(result: dict[str, Any]) -> str:
             "run of the ceiling: x ceiling is the median over rounds of the endpoint's CPU/request divided "
             "by that run's (min..max in brackets), and scaling the median over rounds of large / small, "
             "measured back to back."
+        )
+    reruns = sum(
+        r.get("unbalanced_reruns", 0)
+        for run in [result["ceiling"], result.get("paired_ceiling", {}), *result.get("runs", {}).values()]
+        for r in run.get("per_round", [run])
+    )
+    if "paired_ceiling" in result and any(
+        "busiest_worker_share" in r for r in result["ceiling"].get("per_round", [result["ceiling"]])
+    ):
+        note += (
+            f" A run where one gunicorn worker did over {BALANCED_SHARE:.0%} of the workers' CPU (wrk's "
+            f"connections all accepted by one worker) was measured again, at most twice: {reruns} such "
+            "re-runs in this run."
         )
     return note
 
