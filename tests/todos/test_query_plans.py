@@ -147,10 +147,9 @@ def test_a_page_of_todos_with_tags_costs_a_fixed_number_of_queries(client, auth,
     assert len(count_queries) == 1, count_queries  # the total is cached until the todos change
 
 
-def test_round_trips_per_request_on_postgres(postgres_url):
-    """Each round trip costs ~0.2 ms of CPU under load (BENCHMARKS.md), so they are counted: reads
-    check the session in their own query; a change makes its locked read (BEGIN and the session check
-    riding along) and its writes with COMMIT; a create is one statement, the session check included."""
+@pytest.fixture
+def counted(postgres_url):
+    """A client signed in on an empty PostgreSQL database, and every statement sent from then on."""
     empty_postgres(postgres_url)
     config = {"TESTING": True, "DATABASE_URL": postgres_url, "REDIS_URL": REDIS_URL}
     app = create_app({**config, "ARGON2_PARAMETERS": FAST_ARGON2, "LOGIN_RATE_LIMIT": "10000/minute"})
@@ -159,6 +158,15 @@ def test_round_trips_per_request_on_postgres(postgres_url):
     credentials = {"email": "ann@example.com", "password": "correct horse battery"}
     assert client.post("/auth/register", json=credentials).status_code == 201
     auth = {"Authorization": f"Bearer {client.post('/auth/login', json=credentials).json['access_token']}"}
+    yield client, auth, statements
+    db.obj.close_all()
+
+
+def test_round_trips_per_request_on_postgres(counted):
+    """Each round trip costs ~0.2 ms of CPU under load (BENCHMARKS.md), so they are counted: reads
+    check the session in their own query; a change makes its locked read (BEGIN and the session check
+    riding along) and its writes with COMMIT; a create is one statement, the session check included."""
+    client, auth, statements = counted
     ids = [
         client.post("/todos", json={"title": f"t{n}", "tags": ["x"]}, headers=auth).json["id"]
         for n in range(4)
@@ -174,41 +182,27 @@ def test_round_trips_per_request_on_postgres(postgres_url):
         "DELETE /todos/{id}": (2, lambda n: client.delete(f"/todos/{ids[1 + n]}", headers=auth)),
         "POST /todos": (1, lambda n: client.post("/todos", json={"title": "x", "tags": ["x"]}, headers=auth)),
     }
-    try:
-        for name, (expected, send) in requests.items():
-            for n in range(3):  # the last one warm: its statements prepared, its connection trusted
-                statements.clear()
-                assert send(n).status_code < 300, name
-            assert len(statements) == expected, (name, statements)
-    finally:
-        db.obj.close_all()
+    for name, (expected, send) in requests.items():
+        for n in range(3):  # the last one warm: its statements prepared, its connection trusted
+            statements.clear()
+            assert send(n).status_code < 300, name
+        assert len(statements) == expected, (name, statements)
 
 
-def test_a_lists_total_is_planned_for_its_values_while_its_page_runs_prepared(postgres_url):
+def test_a_lists_total_is_planned_for_its_values_while_its_page_runs_prepared(counted):
     """A prepared count got a generic plan after five runs; for the heavy user's two-tag list that
     plan took 4.5 s where one planned for the values takes 14 ms (BENCHMARKS.md)."""
-    empty_postgres(postgres_url)
-    config = {"TESTING": True, "DATABASE_URL": postgres_url, "REDIS_URL": REDIS_URL}
-    app = create_app({**config, "ARGON2_PARAMETERS": FAST_ARGON2, "LOGIN_RATE_LIMIT": "10000/minute"})
-    statements = sent_statements(db.obj)
-    client = app.test_client()
-    credentials = {"email": "ann@example.com", "password": "correct horse battery"}
-    try:
-        assert client.post("/auth/register", json=credentials).status_code == 201
-        token = client.post("/auth/login", json=credentials).json["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        for n in range(12):
-            assert (
-                client.post("/todos", json={"title": f"t{n}", "tags": ["a", "b"]}, headers=auth).status_code
-                == 201
-            )
-        statements.clear()
-        for _ in range(7):  # past the five runs after which PostgreSQL may settle on a generic plan
-            services.TOTALS.clear()
-            page = client.get("/todos?tag=a&tag=b&limit=5", headers=auth)
-            assert page.status_code == 200 and page.json["total"] == 12
-        counts = [sql for sql in statements if "COUNT(" in sql]
-        assert len(counts) == 7 and all(sql.startswith("SELECT COUNT(") for sql in counts), counts
-        assert any("PREPARE " in sql and "todo_tags" in sql for sql in statements), statements
-    finally:
-        db.obj.close_all()
+    client, auth, statements = counted
+    for n in range(12):
+        assert (
+            client.post("/todos", json={"title": f"t{n}", "tags": ["a", "b"]}, headers=auth).status_code
+            == 201
+        )
+    statements.clear()
+    for _ in range(7):  # past the five runs after which PostgreSQL may settle on a generic plan
+        services.TOTALS.clear()
+        page = client.get("/todos?tag=a&tag=b&limit=5", headers=auth)
+        assert page.status_code == 200 and page.json["total"] == 12
+    counts = [sql for sql in statements if "COUNT(" in sql]
+    assert len(counts) == 7 and all(sql.startswith("SELECT COUNT(") for sql in counts), counts
+    assert any("PREPARE " in sql and "todo_tags" in sql for sql in statements), statements
