@@ -14,8 +14,8 @@ SCALING_LIMIT = 1.3
 HEAVY_P99_MS = 50.0
 TAIL_LIMIT = 4.0  # p99 / p50
 RSS_LIMIT_PCT = 10.0
-SCAN_SECONDS = 10.0
-BALANCED_SHARE = 0.7  # bench/run.py measures a run again above this  # "completes in seconds"
+SCAN_SECONDS = 10.0  # "completes in seconds"
+BALANCED_SHARE = 0.7  # bench/run.py measures a run again when one worker did more of the work
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
 DB_TITLE = {"postgres": "PostgreSQL", "sqlite": "SQLite"}
 
@@ -47,14 +47,13 @@ def add_ratios(result: dict[str, Any]) -> None:
     before it; results from before the paired runs fall back to median CPU / the ceiling's median.
     Scaling: the median over rounds of large / small, measured back to back in each round."""
     ceiling = result["ceiling"]["cpu_ms_per_request"]
+    paired = "paired_ceiling" in result
     for run in result.get("small_runs", {}).values():
         run["ceiling_ratio"] = _ratio(run["cpu_ms_per_request"], ceiling)
     for run in result.get("runs", {}).values():
-        paired = (
-            _paired(_round_cpu(run), run["paired_ceiling_cpu_ms"]) if "paired_ceiling_cpu_ms" in run else None
-        )
-        run["ceiling_ratio"] = paired["ratio"] if paired else _ratio(run["cpu_ms_per_request"], ceiling)
-        run["ceiling_ratio_range"] = paired["range"] if paired else None
+        pair = _paired(_round_cpu(run), run["paired_ceiling_cpu_ms"]) if paired else None
+        run["ceiling_ratio"] = pair["ratio"] if pair else _ratio(run["cpu_ms_per_request"], ceiling)
+        run["ceiling_ratio_range"] = pair["range"] if pair else None
     if "soak" in result:
         result["soak"]["ceiling_ratio"] = _ratio(result["soak"]["cpu_ms_per_request"], ceiling)
     scaling = {}
@@ -62,16 +61,14 @@ def add_ratios(result: dict[str, Any]) -> None:
         large = result.get("runs", {}).get(f"typical.{key}")
         small = result.get("small_runs", {}).get(f"typical.{key}")
         if large and small:
-            paired = (
-                _paired(_round_cpu(large), _round_cpu(small)) if "paired_ceiling_cpu_ms" in large else None
-            )
+            pair = _paired(_round_cpu(large), _round_cpu(small)) if paired else None
             scaling[key] = {
                 "small_cpu_ms": small["cpu_ms_per_request"],
                 "large_cpu_ms": large["cpu_ms_per_request"],
-                "ratio": paired["ratio"]
-                if paired
+                "ratio": pair["ratio"]
+                if pair
                 else _ratio(large["cpu_ms_per_request"], small["cpu_ms_per_request"]),
-                "range": paired["range"] if paired else None,
+                "range": pair["range"] if pair else None,
             }
     result["scaling"] = scaling
 
@@ -278,19 +275,14 @@ def rounds_note(result: dict[str, Any]) -> str:
             "by that run's (min..max in brackets), and scaling the median over rounds of large / small, "
             "measured back to back."
         )
-    reruns = sum(
-        r.get("unbalanced_reruns", 0)
-        for run in [result["ceiling"], result.get("paired_ceiling", {}), *result.get("runs", {}).values()]
-        for r in run.get("per_round", [run])
-    )
-    if "paired_ceiling" in result and any(
-        "busiest_worker_share" in r for r in result["ceiling"].get("per_round", [result["ceiling"]])
-    ):
-        note += (
-            f" A run where one gunicorn worker did over {BALANCED_SHARE:.0%} of the workers' CPU (wrk's "
-            f"connections all accepted by one worker) was measured again, at most twice: {reruns} such "
-            "re-runs in this run."
-        )
+        runs = [result["ceiling"], result["paired_ceiling"], *result.get("runs", {}).values()]
+        rounds = [r for run in runs for r in run.get("per_round", [run])]
+        if any("busiest_worker_share" in r for r in rounds):  # recorded since bcdcd2b
+            note += (
+                f" A run where one gunicorn worker did over {BALANCED_SHARE:.0%} of the workers' CPU "
+                "(wrk's connections all accepted by one worker) was measured again, at most twice: "
+                f"{sum(r['unbalanced_reruns'] for r in rounds)} such re-runs in this run."
+            )
     return note
 
 

@@ -168,7 +168,6 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
         self._checked_in: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._begin_pending: weakref.WeakSet[Any] = weakref.WeakSet()  # connections owing a BEGIN
         self._committed: weakref.WeakSet[Any] = weakref.WeakSet()  # COMMIT already sent
-        self._generic: weakref.WeakSet[Any] = weakref.WeakSet()  # connections set to generic plans
 
     def _is_closed(self, conn: Any) -> bool:
         if conn.closed:
@@ -272,19 +271,18 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
             statements.move_to_end(sql)
             return name
         name = f"todoapi_{next(self._names)}"
-        connection = self.connection()
         # With the connection's first PREPARE (one round trip): PostgreSQL's default plans a
         # statement for its values for 5 runs, then keeps doing so whenever its generic plan looks
         # costlier than those; for a tag or search page it did so on every run, 0.07-0.2 ms of
         # planning for 0.03 of running. The generic plans ran as fast for a typical and the heavy
         # account alike (BENCHMARKS.md); what wants plans for its values runs in `planned_each_time`.
-        generic = "" if connection in self._generic else "SET plan_cache_mode = force_generic_plan; "
+        # (A connection holds prepared statements once one PREPARE, and so the SET, succeeded.)
+        generic = "" if statements else "SET plan_cache_mode = force_generic_plan; "
         try:
             super().execute_sql(f"{generic}PREPARE {name} AS {_numbered(sql)}")
         except ProgrammingError:  # e.g. a parameter whose type PostgreSQL cannot infer
             self._unpreparable.add(sql)
             return None
-        self._generic.add(connection)
         statements[sql] = name
         if len(statements) > PREPARED_PER_CONNECTION:
             super().execute_sql(f"DEALLOCATE {statements.popitem(last=False)[1]}")

@@ -58,8 +58,7 @@ def request_records(
 def json_log() -> Iterator[io.StringIO]:
     """What the app's own JSON handler writes (to stderr in production), captured from here on."""
     configure_logging()  # idempotent: the handler every app shares
-    [handler] = [h for h in logging.getLogger().handlers if getattr(h, "todoapi", False)]
-    assert isinstance(handler, logging.StreamHandler)
+    [handler] = [h for h in logging.getLogger().handlers if isinstance(h, JsonLinesHandler)]
     buffer = io.StringIO()
     previous = handler.setStream(buffer)
     yield buffer

@@ -32,8 +32,6 @@ DATEFMT = "%Y-%m-%dT%H:%M:%S%z"
 class JsonLinesHandler(logging.StreamHandler):
     """Our one handler: a JSON object per line (python-json-logger's orjson formatter) on stderr."""
 
-    todoapi = True
-
     def __init__(self) -> None:
         super().__init__(sys.stderr)
         self.setFormatter(
@@ -99,7 +97,7 @@ def _sole_handler() -> JsonLinesHandler | None:
 def configure_logging(level: int = logging.INFO) -> None:
     """One JSON handler on the root logger (idempotent: factories may run many times)."""
     root = logging.getLogger()
-    if any(getattr(handler, "todoapi", False) for handler in root.handlers):
+    if any(isinstance(handler, JsonLinesHandler) for handler in root.handlers):
         return
     root.addHandler(JsonLinesHandler())
     root.setLevel(level)
