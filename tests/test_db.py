@@ -155,6 +155,25 @@ def test_in_a_request_a_connection_back_moments_ago_is_reused_without_a_ping(pos
     database.close_all()
 
 
+def test_a_connection_checked_in_inside_a_transaction_is_rolled_back_and_kept(postgres_url):
+    database = open_database(postgres_url)
+    with database.connection_context():
+        database.execute_sql("CREATE TABLE IF NOT EXISTS checkin_probe (n int)")
+        database.execute_sql("TRUNCATE checkin_probe")
+    with Flask(__name__).test_request_context():
+        with database.connection_context():
+            conn = database.connection()
+            conn.cursor().execute("BEGIN; INSERT INTO checkin_probe VALUES (1)")  # never finished
+            assert conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_INTRANS
+        with database.connection_context():  # the same connection, back from the pool
+            assert database.connection() is conn
+            assert conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+            assert database.execute_sql("SELECT count(*) FROM checkin_probe").fetchone() == (0,)
+    with database.connection_context():
+        database.execute_sql("DROP TABLE checkin_probe")
+    database.close_all()
+
+
 def test_begin_travels_with_the_first_statement_of_a_transaction(postgres_url):
     database = open_database(postgres_url)
 

@@ -1,5 +1,6 @@
 """The REST layer: smorest's Api and Blueprint, made to speak our error shape."""
 
+import weakref
 from collections.abc import Callable
 from typing import Any, NoReturn, cast
 
@@ -13,6 +14,7 @@ from flask_smorest.error_handler import ErrorSchema
 from marshmallow import Schema, ValidationError
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from webargs.multidictproxy import MultiDictProxy
 from werkzeug.exceptions import HTTPException
 
 from todoapi.errors import error_body
@@ -45,8 +47,12 @@ MESSAGES = {
 }
 
 
+_REPEATABLE: "weakref.WeakKeyDictionary[Schema, frozenset[str]]" = weakref.WeakKeyDictionary()
+
+
 class Parser(FlaskParser):
-    """webargs' parser, strict about bodies: a non-JSON body is 415, not silently empty."""
+    """webargs' parser, strict about bodies (a non-JSON body is 415, not silently empty), with a
+    cheaper query-string loader."""
 
     def _raw_load_json(self, req: Request) -> Any:
         data = req.get_data(cache=True)
@@ -58,6 +64,24 @@ class Parser(FlaskParser):
 
     def _handle_invalid_json_error(self, error: Exception, req: Request, *args: Any, **kwargs: Any) -> Any:
         abort(400, message="Malformed JSON body.", messages={"json": {"_schema": ["Invalid JSON body."]}})
+
+    def load_querystring(self, req: Request, schema: Schema) -> Any:
+        """The query as a plain dict, repeatable parameters (a List field's) as lists, others their
+        first value: what webargs' MultiDictProxy answers, looked up at dict speed. The proxy works
+        out the repeatable names and answers each field's lookup in Python on every request: ~7 µs
+        of a list request's load, a fifth of it."""
+        repeatable = self._repeatable_names(schema)
+        args = req.args
+        return {name: args.getlist(name) if name in repeatable else value for name, value in args.items()}
+
+    def _repeatable_names(self, schema: Schema) -> frozenset[str]:
+        """The names `schema` takes as lists, by webargs' own rule, worked out once per schema
+        instance (`Blueprint.arguments` keeps one per view)."""
+        names = _REPEATABLE.get(schema)
+        if names is None:
+            proxy = MultiDictProxy({}, schema, known_multi_fields=tuple(self.KNOWN_MULTI_FIELDS))
+            names = _REPEATABLE[schema] = frozenset(proxy.multiple_keys)
+        return names
 
     def load_json_or_form(self, req: Request, schema: Schema) -> Any:
         if req.mimetype in FORM_MIMETYPES:
@@ -195,9 +219,12 @@ class JSONProvider(DefaultJSONProvider):
         return super().dumps(obj, **kwargs)
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
         if self.compact is False or (self.compact is None and self._app.debug):
-            return cast(Response, super().response(*args, **kwargs))  # indented, for people
-        body = self._encode(self._prepare_response_obj(args, kwargs)) + b"\n"
+            # Indented, for people, by Flask's encoder: given what orjson makes of it, since a
+            # page embeds JSON text as orjson Fragments, which only orjson can write.
+            return cast(Response, super().response(orjson.loads(self._encode(obj))))
+        body = self._encode(obj) + b"\n"
         return cast(Response, self._app.response_class(body, mimetype=self.mimetype))  # type: ignore[arg-type]
 
 

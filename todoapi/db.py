@@ -185,8 +185,13 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
         return idle and time.monotonic() - self._checked_in.get(conn, -math.inf) < PING_AFTER_IDLE_SECONDS
 
     def _can_reuse(self, conn: Any) -> bool:
-        with answer_within(HANDSHAKE_SECONDS):
-            reusable = bool(super()._can_reuse(conn))
+        # The pool rolls back a connection left in a transaction (a round trip, so under the
+        # handshake deadline); an idle one, after every finished request, it takes back as it is.
+        if conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            reusable = True
+        else:
+            with answer_within(HANDSHAKE_SECONDS):
+                reusable = bool(super()._can_reuse(conn))
         self._checked_in[conn] = time.monotonic()
         return reusable
 

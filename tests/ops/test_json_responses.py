@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import orjson
 from flask import jsonify
 from flask.json.provider import DefaultJSONProvider
 from hypothesis import given, settings
@@ -74,3 +75,13 @@ def test_debug_responses_stay_indented():
     app = create_app({"DATABASE_URL": "sqlite:///:memory:", "DEBUG": True})
     with app.app_context():
         assert jsonify({"a": 1}).get_data(as_text=True) == '{\n  "a": 1\n}\n'
+        # A page's tags are the database's JSON text, embedded as orjson Fragments.
+        assert jsonify({"tags": orjson.Fragment('["a", "b"]')}).get_data(as_text=True) == (
+            '{\n  "tags": [\n    "a",\n    "b"\n  ]\n}\n'
+        )
+
+
+def test_json_text_is_embedded_as_it_is():
+    with APP.app_context():
+        body = jsonify({"items": [{"tags": orjson.Fragment('["home", "work"]'), "id": 1}]}).get_data()
+    assert body == b'{"items":[{"id":1,"tags":["home", "work"]}]}\n'

@@ -9,10 +9,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from itertools import chain
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+import flask
 import pytest
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import HTTPException
 
 from tests.helpers import assert_error
+from todoapi.api import Blueprint
 from todoapi.db import db, is_sqlite
+from todoapi.todos.schemas import TodoQueryArgsSchema
 
 LINK = re.compile(r'<([^>]*)>;\s*rel="([^"]+)"')
 
@@ -479,6 +484,33 @@ def test_bad_sort_is_422(client, auth, sort):
 )
 def test_bad_filters_are_422(client, auth, query, field):
     assert_error(client.get(f"/todos?{query}", headers=auth), 422, field, location="query")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "tag=b&tag=a&limit=5&limit=7&done=true&unknown=1",  # repeated: a list, or the first value
+        "q=x&q=y&sort=-priority,due_date&skip=3",
+        "tag=&priority=2&due_before=2026-01-31",
+        "limit=0&limit=5&priority=9&tag=" + "t" * 80,  # invalid: the same messages
+    ],
+)
+def test_the_query_loads_exactly_as_webargs_own_loader_gives_it(app, query):
+    """Our parser loads the query string as a plain dict (api.Parser.load_querystring); webargs'
+    stock parser wraps it in a MultiDictProxy. What the schema loads from either must not differ."""
+
+    def parse(parser):
+        with app.test_request_context(f"/todos?{query}"):
+            try:
+                return parser.parse(schema, flask.request, location="query")
+            except HTTPException as error:
+                return error.code, error.data["messages"]
+
+    schema = TodoQueryArgsSchema()
+    ours, stock = parse(Blueprint.ARGUMENTS_PARSER), parse(FlaskParser())
+    assert ours == stock
+    assert ours != {} and ("limit" in ours or ours[0] == 422)
 
 
 @pytest.mark.parametrize("skip", [2**31, 2**63, 10**20])

@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
+import orjson
 from peewee import (
     OP,
     SQL,
@@ -162,11 +163,20 @@ def _utc_text(value: Any) -> str:
     return str(value.isoformat()) if value.tzinfo is not None else f"{value.isoformat()}+00:00"
 
 
-def _row_json(row: tuple[Any, ...]) -> dict[str, Any]:
+def _row_json(row: tuple[Any, ...], tags_as_text: bool = False) -> dict[str, Any]:
     """A todo's body from its TODO_COLUMNS values, as a model holds them or as the driver returns
     them (no peewee converters: half the cost of a page). SQLite hands back text for dates and
-    JSON, and 0/1 for booleans."""
+    JSON, and 0/1 for booleans.
+
+    `tags_as_text`: the tags are the database's JSON text (`_page_statement`), embedded in the
+    response as they are (an orjson Fragment) rather than parsed only to be encoded again: a page's
+    bodies go straight to orjson. A single todo's body is also hashed for its ETag, by the stdlib's
+    json, which wants the list."""
     todo_id, title, description, done, priority, due_date, tags, created_at, updated_at = row[:9]
+    if tags_as_text:
+        tags = orjson.Fragment(tags)
+    elif isinstance(tags, str):
+        tags = json.loads(tags)
     return {
         "id": todo_id,
         "title": title,
@@ -174,7 +184,7 @@ def _row_json(row: tuple[Any, ...]) -> dict[str, Any]:
         "done": bool(done),
         "priority": priority,
         "due_date": due_date if due_date is None or isinstance(due_date, str) else due_date.isoformat(),
-        "tags": json.loads(tags) if isinstance(tags, str) else tags,
+        "tags": tags,
         "created_at": _utc_text(created_at),
         "updated_at": _utc_text(updated_at),
     }
@@ -544,13 +554,16 @@ def _page_statement(
     with a `Slot` wherever a request's value goes. Building the SQL costs more than running it on
     a typical account, so it is built once per shape and process."""
     slots = {name: Slot(name) for name in (*names, "skip", "limit")}
-    page, columns = _filtered(slots), cast(tuple[Any, ...], TODO_COLUMNS)
+    # Tags as JSON text on both databases (SQLite's column is text): see `_row_json`.
+    tags_text = Cast(Todo.tags, "text") if is_postgres() else Todo.tags
+    page = _filtered(slots)
+    columns: tuple[Any, ...] = tuple(tags_text if column is Todo.tags else column for column in TODO_COLUMNS)
     if "session" in slots:
         # The page checks the caller's session itself, and each row carries the account's revision
         # (what `total` is cached under): both subqueries are uncorrelated, so run once.
         user = slots["user"].value()
         page = page.where(_session_is_live(user, slots["session"].value()))
-        columns = (*TODO_COLUMNS, User.select(User.todo_revision).where(User.id == user))
+        columns = (*columns, User.select(User.todo_revision).where(User.id == user))
     page = (
         page.select(*columns)
         .order_by(*_ordering(list(sort), by_tag="tag0" in slots))
@@ -601,7 +614,7 @@ def list_todos(caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
     rows = read_rows(*page_statement({**values, "session": caller.session_id}, args)).fetchall()
     if rows:
         caller.seen()
-    items = [_row_json(row) for row in rows]
+    items = [_row_json(row, tags_as_text=True) for row in rows]
     if skip == 0 and len(items) < limit:
         total = len(items)  # the whole match set is on this page
     else:
