@@ -139,21 +139,6 @@ class _CountedSavepoint(_savepoint):
             self.db._state.savepoints -= 1
 
 
-def _timestamp_text(value: str | None, cursor: Any) -> str | None:
-    # PostgreSQL drops a fraction's trailing zeros; isoformat (and so SQLite's text) writes six digits.
-    return value.ljust(26, "0") if value is not None and 19 < len(value) < 26 else value
-
-
-# Dates and timestamps as the server writes them (ISO: psycopg2's own casters need that DateStyle
-# too), in the text SQLite's adapter gives. What the API shows is that text re-punctuated, so a page
-# read this way skips building 100 datetimes only to format them again: ~80 of a 50-todo page's
-# ~200 µs in the client.
-_AS_TEXT = (
-    psycopg2.extensions.new_type((1114,), "TIMESTAMP_AS_TEXT", _timestamp_text),
-    psycopg2.extensions.new_type((1082,), "DATE_AS_TEXT", lambda value, cursor: value),
-)
-
-
 class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
     """The pool's round trips (`SELECT 1` at checkout, rollback at check-in) get the handshake deadline;
     a request's statements are prepared where a failed PREPARE aborts nothing (`execute_sql`); BEGIN
@@ -237,20 +222,11 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
             return True
         return False
 
-    def cursor(self, named_cursor: Any = None, dates_as_text: bool = False) -> Any:
-        cursor = super().cursor(named_cursor)
-        if dates_as_text:
-            for cast in _AS_TEXT:
-                psycopg2.extensions.register_type(cast, cursor)
-        return cursor
-
-    def execute_sql(self, sql: str, params: Any = None, dates_as_text: bool = False) -> Any:
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
         """A request's statements run prepared where a failed PREPARE can abort nothing: outside
         transactions (its reads, a create's one statement) and as a transaction's first statement,
         BEGIN not yet sent (a change's locked read). PostgreSQL then plans each shape once per
-        connection instead of on every request (planning a page costs more than running it).
-        `dates_as_text`: the rows hold dates and timestamps as ISO text, as SQLite's do."""
-        options = {"dates_as_text": True} if dates_as_text else {}
+        connection instead of on every request (planning a page costs more than running it)."""
         begin = self._take_pending_begin()
         if (
             sql.startswith(("SELECT ", "WITH "))
@@ -266,7 +242,7 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
         if begin:
             # One query string, two statements: the transaction block BEGIN opens outlives it.
             sql = f"BEGIN; {sql}"
-        return self._execute_cursor(sql, params, **options)
+        return self._execute_cursor(sql, params)
 
     def _prepared_name(self, sql: str) -> str | None:
         """What `sql` is prepared as on this connection, preparing it first; None if it cannot be."""
@@ -420,14 +396,6 @@ def execute_together(*statements: Statement, commit: bool = False) -> Any:
     sql = "; ".join(sql for sql, _ in statements)
     params = [value for _, params in statements for value in params]
     return db.obj.execute_and_commit(sql, params) if commit else db.execute_sql(sql, params)
-
-
-def read_rows(sql: str, params: Sequence[Any]) -> Any:
-    """The cursor of a read whose dates and timestamps come back as the same ISO text on both
-    databases (SQLite's driver gives it already), for rows turned straight into JSON."""
-    if is_postgres():
-        return db.obj.execute_sql(sql, params, dates_as_text=True)
-    return db.execute_sql(sql, params)
 
 
 def is_postgres(database: Any = db) -> bool:

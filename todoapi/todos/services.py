@@ -39,7 +39,6 @@ from todoapi.db import (
     is_postgres,
     is_sqlite,
     planned_each_time,
-    read_rows,
     sql_for,
     write_transaction,
 )
@@ -157,8 +156,11 @@ def todo_json(todo: Todo) -> dict[str, Any]:
 
 def _utc_text(value: Any) -> str:
     """A UTC instant as the API writes it, from a model (aware datetime) or straight from the driver:
-    naive UTC, or its isoformat(" ") text (`read_rows`)."""
+    naive UTC, or text (`_read_columns`). PostgreSQL's text drops a fraction's trailing zeros, where
+    isoformat (and so SQLite's text) writes six digits."""
     if isinstance(value, str):
+        if 19 < len(value) < 26:
+            value = value.ljust(26, "0")
         return f"{value[:10]}T{value[11:]}+00:00"
     return str(value.isoformat()) if value.tzinfo is not None else f"{value.isoformat()}+00:00"
 
@@ -233,6 +235,19 @@ TODO_COLUMNS = (
     Todo.updated_at,
 )
 INSERTED_FIELDS = (Todo.user, *TODO_COLUMNS[1:])  # the owner and every column but the id
+
+
+def _read_columns(tags_as_text: bool) -> tuple[Any, ...]:
+    """TODO_COLUMNS as a page or one todo selects them for `_row_json`. On PostgreSQL the dates and
+    timestamps (and a page's tags) are cast to text in the query, so the driver hands over the
+    server's ISO text without a converter per value; SQLite's driver gives text already. What the
+    API shows is that text re-punctuated: a page skips building 100 datetimes only to format them
+    again (~80 of a page's ~200 µs in the client), and casting in SQL rather than by a converter
+    registered with the driver saves a Python call per value (~10 µs a page)."""
+    if not is_postgres():
+        return TODO_COLUMNS
+    names = {"due_date", "created_at", "updated_at", *(("tags",) if tags_as_text else ())}
+    return tuple(Cast(column, "text") if column.name in names else column for column in TODO_COLUMNS)
 
 
 def _column_values(todo: Todo, fields: Iterable[Any]) -> dict[str, Any]:
@@ -382,7 +397,7 @@ def _one_todo(query: "ModelSelect[Todo]") -> tuple[str, tuple[Any, ...]]:
 # Built once per dialect: every GET /todos/{id} runs the first, every change starts with the second.
 @lru_cache(maxsize=4)
 def _todo_by_id_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
-    return _one_todo(Todo.select(*TODO_COLUMNS))
+    return _one_todo(Todo.select(*_read_columns(tags_as_text=False)))
 
 
 @lru_cache(maxsize=4)
@@ -409,7 +424,7 @@ def _caller_row(
 def get_todo_json(caller: Caller, todo_id: int) -> dict[str, Any]:
     """One of the caller's todos as the API shows it, straight from the driver's row; the same query
     checks the caller's session."""
-    return _row_json(_caller_row(caller, todo_id, _todo_by_id_statement(dialect()), read_rows))
+    return _row_json(_caller_row(caller, todo_id, _todo_by_id_statement(dialect()), db.execute_sql))
 
 
 def _get_locked(caller: Caller, todo_id: int, precondition: Precondition) -> Todo:
@@ -554,10 +569,7 @@ def _page_statement(
     with a `Slot` wherever a request's value goes. Building the SQL costs more than running it on
     a typical account, so it is built once per shape and process."""
     slots = {name: Slot(name) for name in (*names, "skip", "limit")}
-    # Tags as JSON text on both databases (SQLite's column is text): see `_row_json`.
-    tags_text = Cast(Todo.tags, "text") if is_postgres() else Todo.tags
-    page = _filtered(slots)
-    columns: tuple[Any, ...] = tuple(tags_text if column is Todo.tags else column for column in TODO_COLUMNS)
+    page, columns = _filtered(slots), _read_columns(tags_as_text=True)
     if "session" in slots:
         # The page checks the caller's session itself, and each row carries the account's revision
         # (what `total` is cached under): both subqueries are uncorrelated, so run once.
@@ -611,7 +623,7 @@ def list_todos(caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
     page's query checks the caller's session."""
     values = _filter_values(caller.user_id, args)
     skip, limit = args["skip"], args["limit"]
-    rows = read_rows(*page_statement({**values, "session": caller.session_id}, args)).fetchall()
+    rows = db.execute_sql(*page_statement({**values, "session": caller.session_id}, args)).fetchall()
     if rows:
         caller.seen()
     items = [_row_json(row, tags_as_text=True) for row in rows]
