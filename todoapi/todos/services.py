@@ -241,10 +241,10 @@ def _read_columns(tags_as_text: bool) -> tuple[Any, ...]:
     """TODO_COLUMNS as a page or one todo selects them for `_row_json`. On PostgreSQL the dates and
     timestamps (and a page's tags) are cast to text in the query, so the driver hands over the
     server's ISO text (ISO is the DateStyle psycopg2's own date parsing needs too) without a
-    converter per value; SQLite's driver gives text already. What the
-    API shows is that text re-punctuated: a page skips building 100 datetimes only to format them
-    again (~80 of a page's ~200 µs in the client), and casting in SQL rather than by a converter
-    registered with the driver saves a Python call per value (~10 µs a page)."""
+    converter per value; SQLite's driver gives text already. What the API shows is that text
+    re-punctuated: a page skips building 100 datetimes only to format them again (~80 of a page's
+    ~200 µs in the client), and casting in SQL rather than by a converter registered with the
+    driver saves a Python call per value (~10 µs a page)."""
     if not is_postgres():
         return TODO_COLUMNS
     names = {"due_date", "created_at", "updated_at", *(("tags",) if tags_as_text else ())}
