@@ -172,8 +172,9 @@ def _row_json(row: tuple[Any, ...], tags_as_text: bool = False) -> dict[str, Any
 
     `tags_as_text`: the tags are the database's JSON text (`_page_statement`), embedded in the
     response as they are (an orjson Fragment) rather than parsed only to be encoded again: a page's
-    bodies go straight to orjson. A single todo's body is also hashed for its ETag, by the stdlib's
-    json, which wants the list."""
+    bodies go straight to orjson. A single todo's body keeps the list: its ETag hashes the body, and
+    must come out the same from a row as from the model a `PATCH` renders (PostgreSQL's text of a
+    jsonb list spaces its items; the encoder does not)."""
     todo_id, title, description, done, priority, due_date, tags, created_at, updated_at = row[:9]
     if tags_as_text:
         tags = orjson.Fragment(tags)
