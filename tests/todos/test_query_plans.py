@@ -206,3 +206,16 @@ def test_a_lists_total_is_planned_for_its_values_while_its_page_runs_prepared(co
     counts = [sql for sql in statements if "COUNT(" in sql]
     assert len(counts) == 7 and all(sql.startswith("SELECT COUNT(") for sql in counts), counts
     assert any("PREPARE " in sql and "todo_tags" in sql for sql in statements), statements
+
+
+def test_a_create_reads_nothing_first_its_revision_bump_checks_the_session(client, auth, count_queries):
+    """On both databases the write itself carries the session check: no separate SELECT ahead of it
+    (PostgreSQL: one statement; SQLite: the bump changes nothing, and the create stops, when the
+    session is gone)."""
+    assert client.post("/todos", json={"title": "warm"}, headers=auth).status_code == 201
+    count_queries.clear()
+    assert client.post("/todos", json={"title": "x", "tags": ["a"]}, headers=auth).status_code == 201
+    statements = [sql for sql in count_queries if sql.split()[0].upper() not in {"BEGIN", "COMMIT"}]
+    assert not statements[0].upper().startswith("SELECT"), statements
+    assert '"sessions"' in statements[0] and '"todo_revision"' in statements[0], statements
+    assert not any('"sessions"' in sql for sql in statements[1:]), statements
