@@ -99,3 +99,17 @@ def test_totals_are_per_user(client, auth, other_auth, other_first):
         client.post("/todos", json={"title": f"x{n}"}, headers=auth)
     assert _total(client, auth, "&q=x") == 2
     assert _total(client, other_auth, "&q=x") == 0
+
+
+def test_a_pages_tags_come_out_as_sent_whatever_their_characters(client, auth):
+    """A page embeds each row's stored tags text as it is (PostgreSQL: jsonb's text): quotes,
+    backslashes, control characters and characters beyond ASCII must still make valid JSON that
+    reads back as the tags the todo was created with."""
+    tags = ['say "hi"', "back\\slash", "tab\there", "\x01ctl", "ünï", "日本", "😀", "line\u2028sep"]
+    created = client.post("/todos", json={"title": "t", "tags": tags}, headers=auth)
+    assert created.status_code == 201, created.json
+    assert sorted(created.json["tags"]) == created.json["tags"] and len(created.json["tags"]) == len(tags)
+    for path in ("/todos", f"/todos?tag={tags[4]}", "/todos?sort=-priority,due_date"):
+        page = client.get(path, headers=auth)
+        assert page.status_code == 200 and page.json["items"] == [created.json], path
+    assert client.get(f"/todos/{created.json['id']}", headers=auth).json == created.json
