@@ -283,7 +283,8 @@ def _insert_todo(user_id: int, data: dict[str, Any], last: bool = False, bumped:
     # What Todo.create() does, with the INSERT's SQL built once (a third of a create's CPU).
     sql, template = _insert_todo_statement(dialect())
     insert = (sql, fill(template, _column_values(todo, INSERTED_FIELDS)))
-    cursor = execute_together(*(() if bumped else (_revision_bump(user_id),)), insert)
+    bump = () if bumped else (_revision_bump(user_id),)
+    cursor = execute_together(*bump, insert)
     todo.stored_as(cursor.fetchone()[0] if " RETURNING " in sql else cursor.lastrowid)
     if todo.tags:
         execute_together(*_tag_rows(user_id, todo), commit=last)
