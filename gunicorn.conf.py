@@ -13,7 +13,8 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, multiprocessing.cpu_count()))
-worker_class = "gthread"
+# gthread, with kept-alive connections spread evenly over the workers (todoapi/ops/serving.py).
+worker_class = "todoapi.ops.serving.BalancedThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
 
 # The app is built once in the master and forked; it opens no connection at import

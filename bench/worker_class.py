@@ -1,4 +1,4 @@
-"""Which gunicorn worker class: gthread (the repository's setting) against sync, measured.
+"""Which gunicorn worker class: the repository's gthread worker against sync, measured.
 
 Seeds one typical user (90 todos) in a fresh PostgreSQL database through the CLI, then, for each
 class in turn and for `--rounds` rounds, serves it with the repository's gunicorn.conf.py (only

@@ -2,12 +2,14 @@
 
 Checks what only a real multi-process server shows: the JSON request log as rendered on stderr, no
 secrets in the server's output, request counts that are exact whichever worker answers the scrape,
-and counters from an RQ worker process appearing in web's /metrics through PROMETHEUS_MULTIPROC_DIR.
+kept-alive connections spread evenly over the workers, and counters from an RQ worker process
+appearing in web's /metrics through PROMETHEUS_MULTIPROC_DIR.
 
 One server per pytest process (session scope): starting gunicorn costs seconds, and no other
 module talks to it.
 """
 
+import http.client
 import json
 import os
 import subprocess
@@ -29,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
 from tests.conftest import REDIS_URL
-from tests.processes import ROOT, free_port
+from tests.processes import ROOT, free_port, live_children
 from tests.test_procfile import PROCFILE, gunicorn_master, stop, wait_for_workers
 from tests.webhook_receiver import Receiver
 
@@ -288,6 +290,48 @@ def test_request_counts_are_exact_whichever_worker_answers(server: Server) -> No
         assert (
             total(samples, "http_request_duration_seconds_bucket", endpoint="/health", le="+Inf") == requests
         )
+
+
+# --- connections ---------------------------------------------------------------------------------
+
+
+def connections_held(pids: list[int], port: int) -> dict[int, int]:
+    """How many established TCP connections to `port` each process holds, from /proc."""
+    established = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+            established.add(f"socket:[{fields[9]}]")
+    held = {}
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd")
+        held[pid] = sum(1 for fd in fds.iterdir() if os.readlink(fd) in established)
+    return held
+
+
+def test_a_pool_of_kept_alive_connections_spreads_evenly_over_the_workers(server: Server) -> None:
+    # A client pool (wrk, a router) opens its connections at once; all of them wait in the
+    # listening socket's backlog until the workers, woken together, accept them.
+    port, per_worker = int(server.port), 6
+    clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(per_worker * WORKERS)]
+    try:
+        with ThreadPoolExecutor(len(clients)) as pool:
+            list(pool.map(lambda client: client.connect(), clients))
+        # One request on each, all sent before any answer is read (a worker thread waits for a new
+        # connection's first request); each is answered only once a worker has accepted it.
+        for client in clients:
+            client.request("GET", "/openapi.json")
+        for client in clients:
+            response = client.getresponse()
+            response.read()
+            assert response.status == 200
+            assert response.getheader("Connection", "").lower() != "close"
+        held = connections_held(live_children(server.master), port)
+        assert sum(held.values()) == len(clients), held
+        assert max(held.values()) - min(held.values()) <= 1, held
+    finally:
+        for client in clients:
+            client.close()
 
 
 # --- an RQ worker process sharing the metrics directory ---------------------------------------------
