@@ -4,7 +4,7 @@ All workers listen on one inherited socket and wake together when connections ar
 gets there first accepts them. A client that opens a pool of kept-alive connections at once (a
 load balancer, a router) often lands most of them on one worker, which then queues its requests
 behind each other while the other workers idle: on 2 cores, 16 connections split 13/3 put the
-p99 at 1.7 times that of an 8/8 split. Here each worker publishes how many connections it holds,
+p99 at about 1.8 times that of an 8/8 split. Here each worker publishes how many connections it holds,
 and one that holds more than the least loaded live worker leaves a new connection to that one.
 """
 
