@@ -49,11 +49,12 @@ def _claim() -> int | None:
 
 def least_loaded_other(own: int | None, now: float) -> int | None:
     """The fewest connections any other live worker holds (None when there is none)."""
-    counts = [
-        entry.connections
-        for index, entry in enumerate(_TABLE)
-        if index != own and entry.pid and now - entry.seen <= STALE_AFTER_S
-    ]
+    counts = []
+    for index, entry in enumerate(_TABLE):
+        if not entry.seen:
+            break  # entries are claimed lowest first: none after a never-used one was ever used
+        if index != own and entry.pid and now - entry.seen <= STALE_AFTER_S:
+            counts.append(entry.connections)
     return min(counts) if counts else None
 
 
@@ -73,7 +74,7 @@ class BalancedThreadWorker(ThreadWorker):
             entry.connections, entry.seen = self.nr_conns, time.monotonic()
         else:
             # Stopping: it accepts nothing more, so no other worker may leave connections to it.
-            entry.pid, entry.seen = 0, 0.0
+            entry.pid = 0
 
     def accept(self, listener: Any) -> None:
         now = time.monotonic()
@@ -82,8 +83,7 @@ class BalancedThreadWorker(ThreadWorker):
             self._paused_until = now + PAUSE_S
             self.set_accept_enabled(False)
             return
-        super().accept(listener)
-        self._publish()
+        super().accept(listener)  # the count is published once this turn's events are dispatched
 
     def set_accept_enabled(self, enabled: bool) -> None:
         if enabled and time.monotonic() < self._paused_until:
