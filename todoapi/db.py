@@ -1,9 +1,12 @@
 """Database binding: a proxy set up by the app factory, never at import time."""
 
+import fcntl
 import itertools
 import math
+import os
 import re
 import select
+import threading
 import time
 import weakref
 from collections import OrderedDict
@@ -21,15 +24,16 @@ from flask import Flask, has_request_context
 from peewee import (
     Database,
     DatabaseProxy,
+    OperationalError,
     PostgresqlDatabase,
     ProgrammingError,
     SqliteDatabase,
     Value,
     _savepoint,
 )
-from playhouse.db_url import connect, parse
+from playhouse.db_url import parse
 from playhouse.migrations import Runner
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 db = DatabaseProxy()
 
@@ -39,10 +43,12 @@ _MIGRATION_LOCK_ID = 7_261_504
 
 # Enough for every thread of a worker (gunicorn's gthread), the RQ worker and the CLI.
 SQLITE_POOL_SIZE = 64
+# How long a writer waits for SQLite's write lock before "database is locked" (then 503).
+SQLITE_BUSY_TIMEOUT_MS = 5000
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,
-    "busy_timeout": 5000,
+    "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
     "synchronous": "normal",
 }
 
@@ -295,6 +301,134 @@ def _numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda match: f"${next(numbers)}" if match.group() == "%s" else "%%", sql)
 
 
+class WriterQueue:
+    """The writers of one SQLite file take turns here before they reach SQLite's write lock.
+
+    A writer that finds SQLite's lock taken sleeps in its busy handler in growing steps (1, 2, 5 …
+    100 ms) and is not woken when the lock frees; with a worker's threads writing at once, writes'
+    p99 went from ~35 ms to 150-570 ms (BENCHMARKS.md, "SQLite's write tails"). Here a process's
+    writers queue on a thread lock, and its one writer at a time on `flock(2)` of `<file>-writers`
+    with the other processes of the host (the RQ worker and the CLI included): each is woken as the
+    one before finishes. Only that one thread per process waits on `flock` without a bound; the
+    kernel drops a dead process's lock. The others wait at most `wait_seconds` (SQLite's own busy
+    timeout), then get SQLite's "database is locked". SQLite's lock still decides who writes; this
+    only orders the arrivals."""
+
+    _by_path: "dict[str, WriterQueue]" = {}
+    _by_path_lock = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self.path = path + "-writers"
+        self.wait_seconds = SQLITE_BUSY_TIMEOUT_MS / 1000
+        self._after_fork()
+
+    def _after_fork(self) -> None:
+        # A child must not share its parent's open file (one flock for both) or a lock held at fork.
+        self._threads = threading.Lock()
+        self._held = threading.local()
+        self._fd: int | None = None
+
+    @classmethod
+    def for_file(cls, database: str) -> "WriterQueue | None":
+        """The queue of this process for `database`'s file; None for an in-memory database."""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            return None
+        path = os.path.realpath(database)
+        with cls._by_path_lock:
+            queue = cls._by_path.get(path)
+            if queue is None:
+                queue = cls._by_path[path] = cls(path)
+            return queue
+
+    def holds(self) -> bool:
+        return getattr(self._held, "value", False)
+
+    def acquire(self) -> None:
+        """Wait for this thread's turn to write (a no-op if it has it)."""
+        if self.holds():
+            return
+        if not self._threads.acquire(timeout=self.wait_seconds):
+            raise OperationalError("database is locked")
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+        self._held.value = True
+
+    def release(self) -> None:
+        """End this thread's turn (a no-op if it has none)."""
+        if not self.holds():
+            return
+        self._held.value = False
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+        finally:
+            self._threads.release()
+
+
+def _forget_writer_queues_after_fork() -> None:
+    for queue in WriterQueue._by_path.values():
+        queue._after_fork()
+    WriterQueue._by_path_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_writer_queues_after_fork)
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+class _PooledSqliteDatabase(PooledSqliteDatabase):
+    """Every transaction and every write outside one takes its turn in the file's `WriterQueue`."""
+
+    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self.writers = WriterQueue.for_file(database)
+
+    def begin(self, lock_type: Any = None) -> None:
+        if self.writers is None:
+            return super().begin(lock_type)
+        self.writers.acquire()
+        try:
+            super().begin(lock_type)
+        except BaseException:
+            self.writers.release()
+            raise
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            if self.writers is not None:
+                self.writers.release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            if self.writers is not None:
+                self.writers.release()
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        if self.writers is None or not sql.startswith(_WRITES) or self.writers.holds():
+            return super().execute_sql(sql, params)
+        self.writers.acquire()
+        try:
+            return super().execute_sql(sql, params)
+        finally:
+            self.writers.release()
+
+    def _close(self, conn: Any, close_conn: bool = False) -> None:
+        # A connection going back with its transaction open (the pool rolls it back) ends the turn.
+        try:
+            super()._close(conn, close_conn)
+        finally:
+            if self.writers is not None:
+                self.writers.release()
+
+
 def open_database(url: str, timeout_seconds: int = 2) -> Database:
     """Build (not connect) the database named by a `DATABASE_URL`."""
     if url.startswith("postgres://"):
@@ -318,8 +452,8 @@ def open_database(url: str, timeout_seconds: int = 2) -> Database:
     if url.startswith("sqlite:///"):
         # Connections are kept between requests (any thread may take one back out): opening one
         # and setting its pragmas cost ~350 µs, more than the rest of a typical request.
-        return connect(
-            "sqlite+pool:" + url.removeprefix("sqlite:"),
+        return _PooledSqliteDatabase(
+            **parse(url),
             pragmas=SQLITE_PRAGMAS,
             max_connections=SQLITE_POOL_SIZE,
             timeout=timeout_seconds,  # wait for a free pooled connection, then fail

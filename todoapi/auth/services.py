@@ -37,9 +37,10 @@ def normalize_email(email: str) -> str:
 
 
 def register_user(email: str, password: str) -> User:
+    password_hash = hasher.hash(password)  # before the transaction: SQLite writers take turns
     try:
         with db.atomic():
-            return User.create(email=normalize_email(email), password_hash=hasher.hash(password))
+            return User.create(email=normalize_email(email), password_hash=password_hash)
     except IntegrityError:
         raise Conflict("An account with this email already exists.") from None
 
@@ -148,11 +149,13 @@ def update_user(user: User, changes: dict[str, Any], allow_private_webhooks: boo
     current_password = changes.pop("current_password", None)
     if "webhook_url" in changes:
         _set_webhook(user, changes.pop("webhook_url"), allow_private_webhooks)
+    if new_password is not None:
+        # Both argon2 runs before the transaction: SQLite's writers take turns (db.WriterQueue).
+        if not _password_matches(user.password_hash, current_password or ""):
+            raise Forbidden("The current password is wrong.")
+        user.password_hash = hasher.hash(new_password)
     with db.atomic():
         if new_password is not None:
-            if not _password_matches(user.password_hash, current_password or ""):
-                raise Forbidden("The current password is wrong.")
-            user.password_hash = hasher.hash(new_password)
             # A new password ends every session, this one included.
             Session.delete().where(Session.user == user.id).execute()
         for name, value in changes.items():
