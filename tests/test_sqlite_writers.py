@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import PASSWORD
 from tests.helpers import assert_error, due_tomorrow
-from todoapi.db import WriterQueue, db, open_database
+from todoapi.db import NO_QUEUE, WriterQueue, db, open_database
 from todoapi.notifications import services as notifications
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -258,8 +258,8 @@ def test_a_forked_child_takes_its_own_turn_after_its_parent_ends_its_own(app, db
 
 def test_databases_of_one_file_share_a_queue_and_memory_has_none(db_path, tmp_path):
     first = open_database(f"sqlite:///{db_path}")
-    assert first.writers is not None
+    assert first.writers is not NO_QUEUE
     assert first.writers is open_database(f"sqlite:///{Path(db_path).parent}/./{Path(db_path).name}").writers
     assert first.writers is not WriterQueue.for_file(str(tmp_path / "another.db"))
-    assert WriterQueue.for_file(":memory:") is None
-    assert open_database("sqlite:///:memory:").writers is None
+    assert WriterQueue.for_file(":memory:") is NO_QUEUE
+    assert open_database("sqlite:///:memory:").writers is NO_QUEUE

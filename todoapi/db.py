@@ -329,10 +329,10 @@ class WriterQueue:
         self._fd: int | None = None
 
     @classmethod
-    def for_file(cls, database: str) -> "WriterQueue | None":
-        """The queue of this process for `database`'s file; None for an in-memory database."""
+    def for_file(cls, database: str) -> "WriterQueue":
+        """The queue of this process for `database`'s file (an in-memory database needs none)."""
         if database in ("", ":memory:") or database.startswith("file:"):
-            return None
+            return NO_QUEUE
         path = os.path.realpath(database)
         with cls._by_path_lock:
             queue = cls._by_path.get(path)
@@ -369,6 +369,25 @@ class WriterQueue:
             self._threads.release()
 
 
+class _NoQueue(WriterQueue):
+    """An in-memory database is one connection's own: every writer always has its turn."""
+
+    def __init__(self) -> None:
+        pass
+
+    def holds(self) -> bool:
+        return True
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+NO_QUEUE = _NoQueue()
+
+
 def _forget_writer_queues_after_fork() -> None:
     for queue in WriterQueue._by_path.values():
         queue._after_fork()
@@ -381,15 +400,14 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
 class _PooledSqliteDatabase(PooledSqliteDatabase):
-    """Every transaction and every write outside one takes its turn in the file's `WriterQueue`."""
+    """Every transaction, from BEGIN to COMMIT or ROLLBACK, and every write outside one takes its
+    turn in the file's `WriterQueue`."""
 
     def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
         self.writers = WriterQueue.for_file(database)
 
     def begin(self, lock_type: Any = None) -> None:
-        if self.writers is None:
-            return super().begin(lock_type)
         self.writers.acquire()
         try:
             super().begin(lock_type)
@@ -401,32 +419,22 @@ class _PooledSqliteDatabase(PooledSqliteDatabase):
         try:
             super().commit()
         finally:
-            if self.writers is not None:
-                self.writers.release()
+            self.writers.release()
 
     def rollback(self) -> None:
         try:
             super().rollback()
         finally:
-            if self.writers is not None:
-                self.writers.release()
+            self.writers.release()
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
-        if self.writers is None or not sql.startswith(_WRITES) or self.writers.holds():
+        if not sql.startswith(_WRITES) or self.writers.holds():
             return super().execute_sql(sql, params)
         self.writers.acquire()
         try:
             return super().execute_sql(sql, params)
         finally:
             self.writers.release()
-
-    def _close(self, conn: Any, close_conn: bool = False) -> None:
-        # A connection going back with its transaction open (the pool rolls it back) ends the turn.
-        try:
-            super()._close(conn, close_conn)
-        finally:
-            if self.writers is not None:
-                self.writers.release()
 
 
 def open_database(url: str, timeout_seconds: int = 2) -> Database:
