@@ -121,6 +121,19 @@ class StrictInt(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class QueryInt(fields.Integer):
+    """A query-string integer in ASCII digits, as a URL would write it: marshmallow's Integer reads
+    the string with `int()`, which also takes `+5`, ` 5` and other scripts' digits
+    (FULLWIDTH DIGIT FIVE)."""
+
+    DIGITS = re.compile(r"-?[0-9]{1,20}")
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if not isinstance(value, str) or not self.DIGITS.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class IsoDate(fields.Date):
     """`YYYY-MM-DD` exactly; `date.fromisoformat` alone also takes `20250131`."""
 

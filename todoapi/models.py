@@ -21,6 +21,10 @@ from peewee import (
 
 from todoapi.db import db
 
+# Row ids are PostgreSQL `serial` (int4): a larger id names nothing, and sent as a parameter it is an
+# error, not an empty answer. SQLite's would go further, but no table gets there.
+MAX_ID = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

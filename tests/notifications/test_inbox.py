@@ -169,6 +169,8 @@ def test_another_users_notification_is_not_found(
         ({"limit": 101}, "limit"),
         ({"limit": "ten"}, "limit"),
         ({"skip": -1}, "skip"),
+        ({"skip": "+1"}, "skip"),
+        ({"limit": "\uff15"}, "limit"),  # FULLWIDTH DIGIT FIVE
     ],
 )
 def test_bad_query_is_rejected(

@@ -276,9 +276,27 @@ def test_delete_removes_the_todo(client, auth):
     assert client.get("/todos?tag=home", headers=auth).json["total"] == 0
 
 
-@pytest.mark.parametrize("path", ["/todos/999999", "/todos/0", "/todos/abc", "/todos/-1", "/todos/1.5"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/todos/999999",
+        "/todos/0",
+        "/todos/abc",
+        "/todos/-1",
+        "/todos/1.5",
+        f"/todos/{2**31}",  # past PostgreSQL's serial
+        f"/todos/{2**63}",  # past SQLite's rowid
+        "/todos/\u0661",  # ARABIC-INDIC DIGIT ONE: int() reads it as 1
+    ],
+)
 def test_unknown_ids_are_404(client, auth, path):
-    assert_error(client.get(path, headers=auth), 404)
+    first = client.post("/todos", json={"title": "one"}, headers=auth).json
+    assert first["id"] == 1
+    for method in ("GET", "PATCH", "DELETE"):
+        body = {} if method == "PATCH" else None
+        assert_error(client.open(path, method=method, json=body, headers=auth), 404)
+    assert_error(client.post(path.replace("/todos/", "/notifications/") + "/read", headers=auth), 404)
+    assert client.get("/todos/1", headers=auth).json == first
 
 
 class TestOwnership:

@@ -467,6 +467,11 @@ def test_bad_sort_is_422(client, auth, sort):
         ("priority=", "priority"),
         ("priority=3.5", "priority"),
         ("priority=-1", "priority"),
+        ("priority=%2B3", "priority"),  # +3: int() takes it, a URL would not write it
+        ("priority=%203", "priority"),
+        ("priority=%EF%BC%93", "priority"),  # FULLWIDTH DIGIT THREE
+        ("limit=%D9%A1", "limit"),  # ARABIC-INDIC DIGIT ONE
+        ("skip=%EF%BC%91", "skip"),
         ("due_before=2026-13-01", "due_before"),
         ("due_before=20261201", "due_before"),
         ("due_before=tomorrow", "due_before"),

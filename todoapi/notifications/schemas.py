@@ -1,7 +1,7 @@
 from marshmallow import Schema, fields
 from marshmallow.validate import Range
 
-from todoapi.fields import QueryBool
+from todoapi.fields import QueryBool, QueryInt
 from todoapi.todos.schemas import MAX_SKIP
 
 
@@ -24,8 +24,8 @@ class NotificationSchema(Schema):
 
 
 class NotificationQueryArgsSchema(Schema):
-    skip = fields.Integer(load_default=0, validate=Range(0, MAX_SKIP))
-    limit = fields.Integer(load_default=50, validate=Range(1, 100))
+    skip = QueryInt(load_default=0, validate=Range(0, MAX_SKIP))
+    limit = QueryInt(load_default=50, validate=Range(1, 100))
     unread = QueryBool(metadata={"description": "true: only unread; false: only read."})
 
 

@@ -12,8 +12,7 @@ from peewee import Tuple, fn, prefetch
 
 from todoapi.db import db
 from todoapi.errors import NotFound
-from todoapi.models import Delivery, Notification, Todo, User, utcnow
-from todoapi.todos.services import MAX_ID
+from todoapi.models import MAX_ID, Delivery, Notification, Todo, User, utcnow
 
 log = logging.getLogger(__name__)
 

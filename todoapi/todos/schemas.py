@@ -9,6 +9,7 @@ from todoapi.fields import (
     IsoDate,
     QueryBool,
     QueryDateTime,
+    QueryInt,
     StrictBool,
     StrictInt,
     Tags,
@@ -93,8 +94,8 @@ class SortField(Text):
 
 
 class TodoQueryArgsSchema(Schema):
-    skip = fields.Integer(load_default=0, validate=Range(0, MAX_SKIP))
-    limit = fields.Integer(load_default=50, validate=Range(1, 100))
+    skip = QueryInt(load_default=0, validate=Range(0, MAX_SKIP))
+    limit = QueryInt(load_default=50, validate=Range(1, 100))
     done = QueryBool()
     tag = fields.List(
         Text(validate=Length(max=Tags.MAX_LENGTH)),
@@ -105,7 +106,7 @@ class TodoQueryArgsSchema(Schema):
         validate=Length(max=MAX_QUERY_TEXT),
         metadata={"description": "Case-insensitive substring of title or description."},
     )
-    priority = fields.Integer(validate=PRIORITY)
+    priority = QueryInt(validate=PRIORITY)
     due_before = IsoDate(metadata={"description": "Due on or before this date."})
     due_after = IsoDate(metadata={"description": "Due on or after this date."})
     updated_since = QueryDateTime(

@@ -46,6 +46,7 @@ from todoapi.db import (
 from todoapi.errors import NotFound, PreconditionFailed, Unauthorized, Unprocessable
 from todoapi.models import (
     DESCRIPTION_FOLDED,
+    MAX_ID,
     TITLE_FOLDED,
     IdempotencyKey,
     Session,
@@ -400,9 +401,6 @@ def create_todo_once(
 def _fingerprint(request_body: Any) -> str:
     canonical = json.dumps(request_body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-MAX_ID = 2**63 - 1  # larger path ids overflow the databases' integers: they name nothing
 
 
 def _one_todo(query: "ModelSelect[Todo]") -> tuple[str, tuple[Any, ...]]:

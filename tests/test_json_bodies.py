@@ -1,0 +1,113 @@
+"""Bodies that are JSON to a lenient reader but not to RFC 8259, or that exhaust one: every endpoint
+that reads JSON answers 400 in the error shape and changes nothing."""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.helpers import assert_error
+from todoapi.models import Session, Todo, User
+
+PASSWORD = "correct horse battery"
+
+# Raw bodies, each with a `{field}` slot where an endpoint's field goes.
+HOSTILE = {
+    # The standard library decodes the escape into a str no encoder will write (UnicodeEncodeError).
+    "lone-surrogate": '{{"{field}": "a\\ud800"}}',
+    "lone-low-surrogate": '{{"{field}": "\\udc00a"}}',
+    # RecursionError in the standard library, at ~10 KB of body.
+    "deep-nesting": '{{"{field}": ' + "[" * 5000 + "]" * 5000 + "}}",
+    # ValueError past Python's 4,300-digit limit for int().
+    "huge-number": '{{"{field}": ' + "9" * 5000 + "}}",
+    "nan": '{{"{field}": NaN}}',
+    "infinity": '{{"{field}": -Infinity}}',
+}
+
+# (method, path, the field to poison, the rest of an otherwise valid body, extra headers)
+ENDPOINTS = [
+    ("POST", "/auth/register", "password", {"email": "bob@example.com"}, {}),
+    ("POST", "/auth/register", "email", {"password": PASSWORD}, {}),
+    ("POST", "/auth/login", "password", {"email": "ann@example.com"}, {}),
+    ("POST", "/auth/login", "email", {"password": PASSWORD}, {}),
+    ("PATCH", "/me", "new_password", {"current_password": PASSWORD}, {}),
+    ("PATCH", "/me", "timezone", {}, {}),
+    ("POST", "/todos", "title", {}, {}),
+    ("POST", "/todos", "title", {}, {"Idempotency-Key": "k-1"}),
+    ("POST", "/todos", "tags", {"title": "t"}, {}),
+    ("PATCH", "/todos/{id}", "description", {}, {}),
+]
+
+
+def body(template: str, field: str, rest: dict[str, Any]) -> str:
+    poisoned = template.format(field=field)
+    if not rest:
+        return poisoned
+    return json.dumps(rest)[:-1] + ", " + poisoned[1:]
+
+
+def snapshot(app: Flask) -> tuple[Any, ...]:
+    with app.app_context():
+        return (
+            list(User.select().order_by(User.id).tuples()),
+            list(Session.select().order_by(Session.id).tuples()),
+            list(Todo.select().order_by(Todo.id).tuples()),
+        )
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+@pytest.mark.parametrize("method, path, field, rest, headers", ENDPOINTS)
+def test_json_beyond_rfc_8259_is_400_and_changes_nothing(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    kind: str,
+    method: str,
+    path: str,
+    field: str,
+    rest: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    todo = client.post("/todos", json={"title": "kept", "tags": ["a"]}, headers=auth)
+    assert todo.status_code == 201
+    before = snapshot(app)
+
+    response = client.open(
+        path.format(id=todo.json["id"]),
+        method=method,
+        data=body(HOSTILE[kind], field, rest),
+        content_type="application/json",
+        headers=auth | headers,
+    )
+
+    assert_error(response, 400, "_schema")
+    assert snapshot(app) == before
+
+
+def test_a_hostile_login_body_still_counts_against_the_limit(
+    make_app: Callable[..., Flask], redis: Any
+) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="2/minute")
+    client = app.test_client()
+    deep = "[" * 5000 + "]" * 5000
+    answers = [
+        client.post("/auth/login", data=deep, content_type="application/json").status_code for _ in range(3)
+    ]
+
+    assert answers == [400, 400, 429]
+
+
+def test_json_within_the_limits_still_reads(client: FlaskClient, auth: dict[str, str]) -> None:
+    # An astral character escaped as its surrogate pair is one character, not two lone halves.
+    created = client.post(
+        "/todos",
+        data='{"title": "\\ud83d\\ude00 ok", "priority": 5}',
+        content_type="application/json",
+        headers=auth,
+    )
+
+    assert created.status_code == 201, created.json
+    assert created.json["title"] == "\U0001f600 ok"
