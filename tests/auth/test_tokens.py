@@ -105,10 +105,12 @@ def tampered_payload(client: FlaskClient) -> Case:
     return f"Bearer {header}.{b64url(extended)}.{signature}", bearer(access)
 
 
-def _resigned(client: FlaskClient, **changes: int) -> Case:
+def _resigned(client: FlaskClient, drop: tuple[str, ...] = (), **changes: Any) -> Case:
+    """The account's access token with claims changed or dropped, signed with the real key."""
     access = sign_up(client)["access_token"]
     key = client.application.config["JWT_SECRET_KEY"]
-    return f"Bearer {jwt.encode(claims(access) | changes, key, algorithm='HS256')}", bearer(access)
+    changed = {name: value for name, value in claims(access).items() if name not in drop} | changes
+    return f"Bearer {jwt.encode(changed, key, algorithm='HS256')}", bearer(access)
 
 
 def expired(client: FlaskClient) -> Case:
@@ -119,6 +121,35 @@ def expired(client: FlaskClient) -> Case:
 def not_yet_valid(client: FlaskClient) -> Case:
     now = int(time.time())
     return _resigned(client, nbf=now + 3600, exp=now + 7200)
+
+
+def never_expires(client: FlaskClient) -> Case:
+    return _resigned(client, drop=("exp",))
+
+
+def unknown_type(client: FlaskClient) -> Case:
+    return _resigned(client, type="id")
+
+
+# Claims no row can hold: they must miss (401), not reach the database as an error.
+def sub_beyond_any_id(client: FlaskClient) -> Case:
+    return _resigned(client, sub="9" * 30)
+
+
+def sub_beyond_a_serial(client: FlaskClient) -> Case:
+    return _resigned(client, sub=str(2**31))
+
+
+def sub_in_other_digits(client: FlaskClient) -> Case:
+    return _resigned(client, sub="\u0661")  # ARABIC-INDIC DIGIT ONE: int() takes it
+
+
+def sid_with_nul(client: FlaskClient) -> Case:
+    return _resigned(client, sid="\x00" * 32)
+
+
+def sid_with_lone_surrogate(client: FlaskClient) -> Case:
+    return _resigned(client, sid="\ud800" * 32)
 
 
 def refresh_as_access(client: FlaskClient) -> Case:
@@ -149,6 +180,13 @@ def deleted_user(client: FlaskClient) -> Case:
         tampered_payload,
         expired,
         not_yet_valid,
+        never_expires,
+        unknown_type,
+        sub_beyond_any_id,
+        sub_beyond_a_serial,
+        sub_in_other_digits,
+        sid_with_nul,
+        sid_with_lone_surrogate,
         refresh_as_access,
         after_logout,
         deleted_user,
@@ -404,6 +442,13 @@ def refresh_without_jti(client: FlaskClient) -> RefreshCase:
     return jwt.encode(stripped, key, algorithm="HS256"), tokens
 
 
+def refresh_with_unusable_jti(client: FlaskClient) -> RefreshCase:
+    tokens = sign_up(client)
+    key = client.application.config["JWT_SECRET_KEY"]
+    changed = claims(tokens["refresh_token"]) | {"jti": "\x00\ud800"}
+    return jwt.encode(changed, key, algorithm="HS256"), tokens
+
+
 @pytest.mark.parametrize(
     "build",
     [
@@ -413,6 +458,7 @@ def refresh_without_jti(client: FlaskClient) -> RefreshCase:
         refresh_of_deleted_user,
         forged_refresh,
         refresh_without_jti,
+        refresh_with_unusable_jti,
     ],
 )
 def test_refresh_rejects(client: FlaskClient, build: Callable[..., RefreshCase]) -> None:

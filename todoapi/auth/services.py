@@ -1,5 +1,6 @@
 """Accounts and sessions: the rules, with no Flask in sight."""
 
+import re
 import secrets
 from collections.abc import Callable
 from functools import lru_cache
@@ -11,7 +12,7 @@ from peewee import IntegrityError, fn
 
 from todoapi.db import db, dialect, sql_for
 from todoapi.errors import Conflict, Forbidden, Unauthorized, Unprocessable
-from todoapi.models import Session, User
+from todoapi.models import MAX_ID, Session, User
 from todoapi.notifications.channels import UnsafeTarget, check_webhook_url, new_webhook_secret
 
 # argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile); a change of
@@ -111,9 +112,18 @@ def _session_user_sql(dialect: str, by_refresh: bool) -> str:
     return sql_for(query, "session", -1, *([jti] if by_refresh else []))
 
 
+# What `open_session` and flask-jwt-extended write. A signed token is still checked against them:
+# a value no row can hold would otherwise reach the database as an error rather than a miss.
+_SESSION_ID = re.compile(r"[0-9a-f]{32}")
+_USER_ID = re.compile(r"[1-9][0-9]{0,9}")
+_JTI = re.compile(r"[\x21-\x7e]{1,64}")
+
+
 def session_key(session_id: Any, user_id: Any) -> tuple[str, int] | None:
     """A token's `sid` and `sub` as a session key, or None when they cannot name one."""
-    if not isinstance(session_id, str) or not isinstance(user_id, str) or not user_id.isdigit():
+    if not isinstance(session_id, str) or not isinstance(user_id, str):
+        return None
+    if not _SESSION_ID.fullmatch(session_id) or not _USER_ID.fullmatch(user_id) or int(user_id) > MAX_ID:
         return None
     return session_id, int(user_id)
 
@@ -121,7 +131,7 @@ def session_key(session_id: Any, user_id: Any) -> tuple[str, int] | None:
 def session_user(session_id: Any, user_id: Any, refresh_jti: str | None = None) -> User | None:
     """The owner of a live session, or None when the session or the user is gone."""
     key = session_key(session_id, user_id)
-    if key is None:
+    if key is None or (refresh_jti is not None and not _JTI.fullmatch(refresh_jti)):
         return None
     params = [*key] if refresh_jti is None else [*key, refresh_jti]
     sql = _session_user_sql(dialect(), refresh_jti is not None)

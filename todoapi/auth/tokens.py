@@ -92,8 +92,11 @@ def _verify(refresh: bool) -> None:
     Raises the library's exceptions, so its error handlers (and our loaders below) answer."""
     manager = cast(_RememberingJWTManager, current_app.extensions["flask-jwt-extended"])
     claims, header = manager.verified(_bearer_token())
-    if refresh != (claims.get("type") == "refresh"):
-        raise WrongTokenError(f"Only {'refresh' if refresh else 'access'} tokens are allowed")
+    kind = "refresh" if refresh else "access"
+    if claims.get("type") != kind:
+        raise WrongTokenError(f"Only {kind} tokens are allowed")
+    if "exp" not in claims:  # every token we issue expires; PyJWT checks `exp` only when present
+        raise pyjwt.MissingRequiredClaimError("exp")
     if refresh and not isinstance(claims.get("jti"), str):
         raise WrongTokenError("A refresh token names its jti")
     # caller_id: set once a query saw the session live (the request log shows it too).
