@@ -27,6 +27,7 @@ from tests.helpers import assert_error
 from tests.webhook_receiver import Receiver
 from todoapi.notifications import jobs
 from todoapi.ops.logs import JsonLinesHandler, configure_logging, request_id_var
+from todoapi.ops.metrics import KNOWN_METHODS
 from todoapi.queue import AppSimpleWorker, enqueue, get_queue, get_redis
 
 REQUEST_LOGGER = "todoapi.request"
@@ -683,6 +684,21 @@ def test_requests_are_counted_by_route_template_with_a_latency_histogram(
     assert len(buckets) >= 5 and buckets[-1][0] == float("inf")
     counts = [count for _, count in buckets]
     assert counts == sorted(counts), "histogram buckets must be cumulative"
+
+
+def test_methods_a_client_makes_up_share_one_label(client: FlaskClient) -> None:
+    before = metric_samples(client)
+    for method in ("FOOBAR", "BREW", "M-SEARCH"):
+        assert client.open("/todos", method=method).status_code == 405
+    after = metric_samples(client)
+
+    delta = value(after, "http_requests_total", method="other", endpoint="unmatched", status="405") - value(
+        before, "http_requests_total", method="other", endpoint="unmatched", status="405"
+    )
+    assert delta == 3
+    methods = {dict(labels).get("method") for (name, labels) in after if name == "http_requests_total"}
+    assert methods <= KNOWN_METHODS | {"other"}, methods
+    assert not methods & {"FOOBAR", "BREW", "M-SEARCH"}
 
 
 def test_queue_depth_counts_waiting_jobs(app: Flask, client: FlaskClient, redis: Redis) -> None:

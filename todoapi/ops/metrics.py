@@ -61,6 +61,10 @@ def render_metrics() -> Response:
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
+# A client picks the method's name: anything else would add series (and memory) per name it sends.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+
 def init_metrics(app: Flask) -> None:
     @app.before_request
     def _clock() -> None:
@@ -72,14 +76,15 @@ def init_metrics(app: Flask) -> None:
     @app.after_request
     def _observe(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        key = (request.method, endpoint, response.status_code)
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        key = (method, endpoint, response.status_code)
         samples = series.get(key)
         if samples is None:
             samples = series.setdefault(
                 key,
                 (
-                    HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)),
-                    HTTP_DURATION.labels(request.method, endpoint),
+                    HTTP_REQUESTS.labels(method, endpoint, str(response.status_code)),
+                    HTTP_DURATION.labels(method, endpoint),
                 ),
             )
         requests, duration = samples
