@@ -135,6 +135,25 @@ def test_setting_a_webhook_url_shows_its_secret_once(
     assert stored_webhook(app) == ("https://127.0.0.1/other", second["webhook_secret"])
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://8.8.8.8/hook",
+        "https://[2606:4700:4700::1111]/hook",
+        "https://[2002:808:808::]/hook",  # 6to4 around 8.8.8.8
+        "https://[64:ff9b::808:808]/hook",  # NAT64 around 8.8.8.8
+        "https://[::ffff:8.8.8.8]:8443/hook",
+    ],
+)
+@pytest.mark.parametrize("app", [False], indirect=True)
+def test_public_targets_are_taken(app: Flask, client: FlaskClient, auth: dict[str, str], url: str) -> None:
+    response = client.patch("/me", json={"webhook_url": url}, headers=auth)
+
+    assert response.status_code == 200, response.json
+    assert response.json["webhook_url"] == url
+    assert stored_webhook(app) == (url, response.json["webhook_secret"])
+
+
 def test_null_removes_the_webhook(app: Flask, client: FlaskClient, auth: dict[str, str]) -> None:
     set_webhook(client, auth, "https://127.0.0.1/x")
 
@@ -158,6 +177,20 @@ REFUSED = [
             "https://[::ffff:127.0.0.1]/",
             "https://0.0.0.0/",
             "https://localhost/",
+            "https://100.64.0.1/",  # carrier-grade NAT
+            "https://100.100.100.200/",  # a cloud's metadata service, inside it
+            "https://192.88.99.1/",  # 6to4 relay anycast
+            "https://224.0.0.1/",  # multicast
+            "https://198.18.0.1/",  # benchmarking
+            "https://[2002:a9fe:a9fe::]/",  # 6to4 around 169.254.169.254
+            "https://[2002:7f00:1::]/",  # 6to4 around 127.0.0.1
+            "https://[64:ff9b::a9fe:a9fe]/",  # NAT64 around 169.254.169.254
+            "https://[64:ff9b:1::1]/",  # local-use NAT64
+            "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",  # Teredo
+            "https://[fec0::1]/",  # site-local
+            "https://[::127.0.0.1]/",  # IPv4-compatible
+            "https://[ff02::1]/",  # multicast
+            "https://[2001:db8::1]/",  # documentation
         )
     ],
     # Refused even where private targets are allowed.

@@ -31,18 +31,29 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+# IPv6 addresses that carry an IPv4 address some router or translator delivers to: NAT64's
+# well-known prefix (and ::ffff:0:0/96 and 6to4, which `ipaddress` unwraps itself).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Not for the open internet, though Python 3.11's `is_global` calls them global: the 6to4 relay
+# anycast, local-use NAT64, IPv6 site-local, and IPv4-compatible IPv6 (`::127.0.0.1`).
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(network) for network in ("192.88.99.0/24", "64:ff9b:1::/48", "fec0::/10", "::/96")
+)
+
+
 def _is_public(address: str) -> bool:
+    """Only globally routed unicast: an allow rule (`is_global`), so that ranges like 100.64.0.0/10
+    (carrier-grade NAT, some clouds' metadata) are refused without being listed."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.teredo is not None:
+            return False
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+        if embedded is not None:
+            return _is_public(str(embedded))
+    return ip.is_global and not ip.is_multicast and not any(ip in network for network in _NOT_GLOBAL)
 
 
 def check_webhook_url(url: str, allow_private: bool) -> None:
