@@ -1,5 +1,6 @@
 """The REST layer: smorest's Api and Blueprint, made to speak our error shape."""
 
+import io
 import weakref
 from collections.abc import Callable
 from typing import Any, NoReturn, cast
@@ -15,7 +16,7 @@ from marshmallow import Schema, ValidationError
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from webargs.multidictproxy import MultiDictProxy
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
 from todoapi.errors import error_body
@@ -266,10 +267,28 @@ def init_api(app: Flask) -> Api:
     app.url_map.converters["int"] = AsciiIntegerConverter
     api = Api(app)  # one Api per app: it holds one app and one spec
 
+    @app.before_request
+    def _chunked_body_within_limit() -> None:
+        """A chunked body has no Content-Length for Werkzeug to hold against MAX_CONTENT_LENGTH,
+        and its stream then ends at the limit without a word: a body over 1 MiB would read as
+        truncated (malformed) JSON instead of 413. So it is read here, up to one byte past."""
+        environ = request.environ
+        if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        body = environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            raise RequestEntityTooLarge()
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+
     @app.after_request
-    def _bodiless(response: Response) -> Response:
+    def _framing(response: Response) -> Response:
         if response.status_code in (204, 304):
             response.headers.pop("Content-Type", None)
+        elif response.status_code == 413:
+            # The body stays unread and the server will not drain a megabyte to keep the
+            # connection: it closes it, so it must not promise keep-alive (serving.py).
+            response.headers["Connection"] = "close"
         return response
 
     for blueprint in (auth_blp, me_blp, todos_blp, stats_blp, notifications_blp, ops_blp, metrics_blp):

@@ -1,4 +1,5 @@
-"""gunicorn's threaded worker, with kept-alive connections spread evenly over the workers.
+"""gunicorn's threaded worker, with kept-alive connections spread evenly over the workers, the
+application's `Connection: close` honoured, and gunicorn's own errors in the API's error shape.
 
 All workers listen on one inherited socket and wake together when connections arrive; whichever
 gets there first accepts them. A client that opens a pool of kept-alive connections at once (a
@@ -12,8 +13,11 @@ import ctypes
 import multiprocessing
 import os
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
+from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 
 # Enough for any WEB_CONCURRENCY on one machine; a worker that finds no free entry accepts as usual.
@@ -58,9 +62,49 @@ def least_loaded_other(own: int | None, now: float) -> int | None:
     return min(counts) if counts else None
 
 
+def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's answer to a request it could not parse (a bad request line, headers over its
+    limits), as JSON in the API's error shape instead of an HTML page. Connection: close, as
+    gunicorn's own: where the next request would start is unknown."""
+    body = orjson.dumps({"code": status_int, "status": reason, "message": mesg or reason})
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+# `Worker.handle_error` looks the function up in gunicorn.util at each call; only processes that
+# import this module (gunicorn with this worker class) answer so.
+util.write_error = write_error
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def honour_connection_close(app: WSGIApp) -> WSGIApp:
+    """gunicorn drops a response's hop-by-hop `Connection` header and decides keep-alive itself,
+    after the response is written: a 413 went out saying keep-alive, then the connection closed
+    (gunicorn drains at most 64 KiB of an unread body). The application's `close` now holds."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            for name, value in headers:
+                if name.lower() == "connection" and value.lower() == "close":
+                    start_response.__self__.force_close()  # type: ignore[attr-defined]  # gunicorn's Response
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return wrapped
+
+
 class BalancedThreadWorker(ThreadWorker):
     _entry: int | None = None
     _paused_until = 0.0
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi: WSGIApp = honour_connection_close(self.wsgi)
 
     def init_process(self) -> None:
         self._entry = _claim()
