@@ -263,3 +263,18 @@ def test_databases_of_one_file_share_a_queue_and_memory_has_none(db_path, tmp_pa
     assert first.writers is not WriterQueue.for_file(str(tmp_path / "another.db"))
     assert WriterQueue.for_file(":memory:") is NO_QUEUE
     assert open_database("sqlite:///:memory:").writers is NO_QUEUE
+
+
+def test_a_database_whose_directory_is_gone_answers_503_to_writes_too(make_app, tmp_path):
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'gone' / 'todo.db'}")
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # a crash must show as the 500 a client gets
+    client = app.test_client()
+
+    response = client.post("/auth/register", json={"email": "ann@example.com", "password": PASSWORD})
+
+    assert_error(response, 503)
+    assert response.headers["Retry-After"]
+    with app.app_context():
+        assert not db.obj.writers.holds()
+    assert client.get("/health/db").status_code == 503
+    assert not (tmp_path / "gone").exists()

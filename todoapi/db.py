@@ -353,6 +353,11 @@ class WriterQueue:
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as error:
+            # The database's directory is gone or read-only: the database is unreachable (503),
+            # as SQLite itself would say when it could not open the file.
+            self._threads.release()
+            raise OperationalError(f"unable to open the writers' lock: {error.strerror}") from error
         except BaseException:
             self._threads.release()
             raise
