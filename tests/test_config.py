@@ -61,3 +61,31 @@ def test_a_bad_login_rate_limit_is_refused_by_name(value):
 
 def test_a_login_rate_limit_may_use_the_long_form():
     assert load_config({"LOGIN_RATE_LIMIT": " 5 per hour "})["LOGIN_RATE_LIMIT"] == "5 per hour"
+
+
+@pytest.mark.parametrize("value", ["prod", "staging", "Productoin"])
+def test_an_unknown_app_env_is_refused_rather_than_run_as_development(value):
+    with pytest.raises(ConfigError, match="APP_ENV"):
+        load_config({"APP_ENV": value, "JWT_SECRET_KEY": GOOD_SECRET})
+
+
+@pytest.mark.parametrize("value", ["", "development", " Test ", "PRODUCTION"])
+def test_the_known_app_envs_in_any_case(value):
+    assert load_config({"APP_ENV": value, "JWT_SECRET_KEY": GOOD_SECRET})["APP_ENV"] in {
+        "development",
+        "test",
+        "production",
+    }
+
+
+def test_production_refuses_a_secret_of_blanks():
+    with pytest.raises(ConfigError, match="JWT_SECRET_KEY"):
+        load_config({"APP_ENV": "production", "JWT_SECRET_KEY": " " * 40})
+
+
+def test_the_development_secret_is_announced_when_it_signs(make_app, caplog):
+    make_app(JWT_SECRET_KEY=GOOD_SECRET)
+    assert "JWT_SECRET_KEY is not set" not in caplog.text
+
+    make_app(JWT_SECRET_KEY=DEV_SECRET)
+    assert "JWT_SECRET_KEY is not set" in caplog.text

@@ -1,5 +1,6 @@
 """todoapi: a multi-user TODO REST service."""
 
+import logging
 import os
 import weakref
 from collections.abc import Callable, Mapping
@@ -13,7 +14,7 @@ from todoapi.api import init_api
 from todoapi.auth.limits import init_limits
 from todoapi.auth.tokens import init_auth
 from todoapi.cli import init_cli
-from todoapi.config import load_config
+from todoapi.config import DEV_SECRET, load_config
 from todoapi.db import init_db
 from todoapi.errors import init_errors
 from todoapi.ops.logs import init_request_logging, init_security_headers
@@ -60,6 +61,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app = App(__name__)
     app.config.from_mapping(load_config(os.environ), **(overrides or {}))
     init_request_logging(app)
+    if app.config["JWT_SECRET_KEY"] == DEV_SECRET:
+        logging.getLogger("todoapi").warning(
+            "JWT_SECRET_KEY is not set: tokens are signed with the public development key; "
+            "set it, and APP_ENV=production, anywhere but a developer's machine"
+        )
     init_security_headers(app)
     init_metrics(app)
     init_db(app)

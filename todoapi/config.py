@@ -41,16 +41,23 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+ENVIRONMENTS = ("development", "test", "production")
+
+
 def load_config(env: Mapping[str, str]) -> dict[str, Any]:
-    production = env.get("APP_ENV", "development").strip().lower() == "production"
+    app_env = env.get("APP_ENV", "").strip().lower() or "development"
+    if app_env not in ENVIRONMENTS:
+        # A typo ("prod") would otherwise run with development's defaults, the public secret included.
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env['APP_ENV']!r}")
+    production = app_env == "production"
     secret = env.get("JWT_SECRET_KEY", "")
-    if production and (not secret or secret == DEV_SECRET or len(secret) < MIN_SECRET_LENGTH):
+    if production and (secret == DEV_SECRET or len(secret.strip()) < MIN_SECRET_LENGTH):
         raise ConfigError(
             f"JWT_SECRET_KEY must be set to a random string of at least {MIN_SECRET_LENGTH} characters "
             "when APP_ENV=production"
         )
     return {
-        "APP_ENV": "production" if production else env.get("APP_ENV", "development"),
+        "APP_ENV": app_env,
         "DATABASE_URL": env.get("DATABASE_URL") or "sqlite:///todo.db",
         "REDIS_URL": env.get("REDIS_URL") or "redis://localhost:6379/0",
         "JWT_SECRET_KEY": secret or DEV_SECRET,

@@ -373,3 +373,13 @@ def test_login_validation_errors_are_keyed_by_the_body_location(
     response = client.post("/auth/login", **request_kwargs)
 
     assert_error(response, 422, "password", location=location)
+
+
+def test_the_decoy_hash_is_made_before_the_first_unknown_email(app: Flask, client: FlaskClient) -> None:
+    # Made at start: the first login for an unknown email spends one hash's time, like the others.
+    assert services._decoy_hash.cache_info().currsize == 1
+    misses = services._decoy_hash.cache_info().misses
+
+    assert_error(client.post("/auth/login", json={"email": "nobody@example.com", "password": PASSWORD}), 401)
+
+    assert services._decoy_hash.cache_info().misses == misses

@@ -25,6 +25,9 @@ def configure_hasher(**parameters: Any) -> None:
     global hasher
     hasher = PasswordHasher(**parameters)
     _decoy_hash.cache_clear()
+    # Made now, not at the first unknown email: that login would otherwise take two hashes' time
+    # (gunicorn preloads the app, so its workers inherit this one).
+    _decoy_hash()
 
 
 # Issues a session's tokens: session id -> (response body, refresh token jti).
