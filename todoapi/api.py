@@ -95,6 +95,10 @@ class Parser(FlaskParser):
     def load_json_or_form(self, req: Request, schema: Schema) -> Any:
         if req.mimetype in FORM_MIMETYPES:
             return self.load_form(req, schema)
+        if not is_json_request(req) and req.get_data(cache=True):
+            abort(
+                415, message="Send the request body as application/json or application/x-www-form-urlencoded."
+            )
         return self.load_json(req, schema)
 
     def _on_validation_error(

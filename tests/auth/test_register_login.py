@@ -327,6 +327,28 @@ LOGIN_REJECTS = [
 ]
 
 
+@pytest.mark.parametrize(
+    "request_kwargs, location",
+    [({"json": {}}, "json"), ({"data": {"grant_type": "password"}}, "form")],
+    ids=["json", "form"],
+)
+def test_login_without_anything_names_both_fields(
+    client: FlaskClient, request_kwargs: dict[str, Any], location: str
+) -> None:
+    response = client.post("/auth/login", **request_kwargs)
+
+    assert_error(response, 422, "email", "password", location=location)
+    assert "username" in response.json["errors"][location]["email"][0]
+
+
+def test_login_with_an_unreadable_body_names_both_accepted_types(client: FlaskClient) -> None:
+    response = client.post("/auth/login", data="email=x", content_type="text/plain")
+
+    assert_error(response, 415)
+    assert "application/json" in response.json["message"]
+    assert "application/x-www-form-urlencoded" in response.json["message"]
+
+
 @pytest.mark.parametrize("request_kwargs, status, field", LOGIN_REJECTS)
 def test_login_rejects_bad_bodies_and_opens_no_session(
     app: Flask, client: FlaskClient, request_kwargs: dict[str, Any], status: int, field: str | None

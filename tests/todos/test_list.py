@@ -110,3 +110,10 @@ def test_bad_query_parameters_are_422(client, auth, query, field):
 def test_limit_bounds_are_inclusive(client, auth):
     assert client.get("/todos?limit=1", headers=auth).status_code == 200
     assert client.get("/todos?limit=100", headers=auth).json["limit"] == 100
+
+
+def test_too_many_tag_filters_says_how_many_are_allowed(client, auth):
+    response = client.get("/todos?" + "&".join(f"tag=t{i}" for i in range(9)), headers=auth)
+
+    assert_error(response, 422, "tag", location="query")
+    assert response.json["errors"]["query"]["tag"] == ["At most 8 tag filters."]

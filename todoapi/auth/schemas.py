@@ -26,10 +26,10 @@ class UserLoginSchema(Schema):
     client_id = Text(load_only=True)
     client_secret = Text(load_only=True)
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=False)  # reported with a missing password, not after it
     def _one_identity(self, data: dict[str, Any], **kwargs: Any) -> None:
         if not data.get("email") and not data.get("username"):
-            raise ValidationError("Missing data for required field.", "email")
+            raise ValidationError("Missing data for required field (email, or username in a form).", "email")
 
     @post_load
     def _email(self, data: dict[str, Any], **kwargs: Any) -> dict[str, str]:

@@ -99,7 +99,7 @@ class TodoQueryArgsSchema(Schema):
     done = QueryBool()
     tag = fields.List(
         Text(validate=Length(max=Tags.MAX_LENGTH)),
-        validate=Length(max=MAX_QUERY_TAGS),
+        validate=Length(max=MAX_QUERY_TAGS, error="At most {max} tag filters."),
         metadata={"description": f"Repeat to require every tag (at most {MAX_QUERY_TAGS})."},
     )
     q = Text(
