@@ -272,11 +272,15 @@ def init_api(app: Flask) -> Api:
     api = Api(app)  # one Api per app: it holds one app and one spec
 
     @app.before_request
-    def _chunked_body_within_limit() -> None:
-        """A chunked body has no Content-Length for Werkzeug to hold against MAX_CONTENT_LENGTH,
-        and its stream then ends at the limit without a word: a body over 1 MiB would read as
+    def _readable_body() -> None:
+        """A compressed body would be read as if it were not (nothing here decompresses): 415.
+
+        A chunked body has no Content-Length for Werkzeug to hold against MAX_CONTENT_LENGTH, and
+        its stream then ends at the limit without a word: a body over 1 MiB would read as
         truncated (malformed) JSON instead of 413. So it is read here, up to one byte past."""
         environ = request.environ
+        if environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() != "identity":
+            abort(415, message="Send the body without a Content-Encoding.")
         if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             return
         limit = app.config["MAX_CONTENT_LENGTH"]

@@ -1,5 +1,6 @@
 """Todo create / read / update / delete through the HTTP API, on SQLite and PostgreSQL."""
 
+import gzip
 from datetime import datetime
 from typing import Any
 
@@ -168,6 +169,19 @@ def test_create_rejects_unreadable_bodies(client, auth, data, content_type, stat
     if status == 400:
         assert response.json["errors"] == {"json": {"_schema": ["Invalid JSON body."]}}
     assert total(client, auth) == 0
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br, gzip"])
+def test_a_compressed_body_is_415_not_read_as_plain(client, auth, encoding):
+    body = gzip.compress(b'{"title": "x"}') if encoding == "gzip" else b'{"title": "x"}'
+    headers = auth | {"Content-Encoding": encoding}
+    response = client.post("/todos", data=body, content_type="application/json", headers=headers)
+
+    assert_error(response, 415)
+    assert "Content-Encoding" in response.json["message"]
+    assert total(client, auth) == 0
+    identity = auth | {"Content-Encoding": "identity"}
+    assert client.post("/todos", json={"title": "x"}, headers=identity).status_code == 201
 
 
 def test_oversized_body_is_413_and_stores_nothing(client, auth):
