@@ -4,6 +4,7 @@ import io
 import weakref
 from collections.abc import Callable
 from typing import Any, NoReturn, cast
+from urllib.parse import urlencode
 
 import flask_smorest
 import flask_smorest.etag
@@ -21,7 +22,7 @@ from werkzeug.routing import IntegerConverter
 
 from todoapi.errors import error_body
 
-__all__ = ["BEARER", "Api", "Blueprint", "ErrorSchema", "error_doc", "init_api"]
+__all__ = ["BEARER", "LINK_HEADER", "Api", "Blueprint", "ErrorSchema", "error_doc", "init_api", "page_links"]
 
 FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
@@ -40,6 +41,25 @@ def error_doc(description: str) -> dict[str, Any]:
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
+
+
+LINK_HEADER = {
+    "Link": {"description": 'RFC 8288 `rel="next"` / `rel="prev"` pages.', "schema": {"type": "string"}}
+}
+
+
+def page_links(skip: int, limit: int, total: int) -> str:
+    """`Link` header for the neighbouring pages, keeping every other query parameter."""
+    links = []
+    for rel, target in (("prev", max(skip - limit, 0) if skip > 0 else None), ("next", skip + limit)):
+        if target is None or (rel == "next" and target >= total):
+            continue
+        args = [
+            (name, value) for name, value in request.args.items(multi=True) if name not in {"skip", "limit"}
+        ]
+        query = urlencode([*args, ("skip", target), ("limit", limit)])
+        links.append(f'<{request.path}?{query}>; rel="{rel}"')
+    return ", ".join(links)
 
 
 MESSAGES = {

@@ -67,6 +67,26 @@ def test_inbox_pages_newest_first(app: Flask, client: FlaskClient, auth: dict[st
     assert beyond["items"] == [] and beyond["total"] == 5
 
 
+def test_inbox_pages_link_their_neighbours(app: Flask, client: FlaskClient, auth: dict[str, str]) -> None:
+    notify(app, client, auth, "a", "b", "c", "d", "e")
+
+    first = client.get("/notifications?unread=true&limit=2", headers=auth)
+    middle = client.get("/notifications?unread=true&limit=2&skip=2", headers=auth)
+    last = client.get("/notifications?unread=true&limit=2&skip=4", headers=auth)
+    whole = client.get("/notifications", headers=auth)
+
+    assert first.headers["Link"] == '</notifications?unread=true&skip=2&limit=2>; rel="next"'
+    assert middle.headers["Link"] == (
+        '</notifications?unread=true&skip=0&limit=2>; rel="prev", '
+        '</notifications?unread=true&skip=4&limit=2>; rel="next"'
+    )
+    assert last.headers["Link"] == '</notifications?unread=true&skip=2&limit=2>; rel="prev"'
+    assert "Link" not in whole.headers
+    # Following the links walks every notification once.
+    seen = titles(first.json) + titles(middle.json) + titles(last.json)
+    assert sorted(seen) == ["a", "b", "c", "d", "e"]
+
+
 def test_notification_object(app: Flask, client: FlaskClient, auth: dict[str, str]) -> None:
     todo_id = create_todo(client, auth, "Pay rent", TODAY + timedelta(days=1))
     scan(app, email=True)

@@ -2,7 +2,7 @@ from typing import Any
 
 from flask.views import MethodView
 
-from todoapi.api import Blueprint, ErrorSchema
+from todoapi.api import LINK_HEADER, Blueprint, ErrorSchema, page_links
 from todoapi.auth.tokens import caller, login_required
 from todoapi.models import Notification
 from todoapi.notifications import services
@@ -20,10 +20,12 @@ blp = Blueprint("notifications", __name__, url_prefix="/notifications", descript
 class Notifications(MethodView):
     @login_required
     @blp.arguments(NotificationQueryArgsSchema, location="query")
-    @blp.response(200, NotificationPageSchema)
-    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+    @blp.response(200, NotificationPageSchema, headers=LINK_HEADER)
+    def get(self, args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """List notifications, newest first."""
-        return services.list_notifications(caller().id, args)
+        page = services.list_notifications(caller().id, args)
+        links = page_links(page["skip"], page["limit"], page["total"])
+        return page, ({"Link": links} if links else {})
 
 
 @blp.route("/<int:notification_id>/read")

@@ -1,10 +1,9 @@
 from typing import Any
-from urllib.parse import urlencode
 
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 
-from todoapi.api import Blueprint, ErrorSchema
+from todoapi.api import LINK_HEADER, Blueprint, ErrorSchema, page_links
 from todoapi.auth.tokens import caller, claim, login_required, login_required_in_query
 from todoapi.models import Todo
 from todoapi.todos import services
@@ -21,24 +20,7 @@ from todoapi.todos.schemas import (
 blp = Blueprint("todos", __name__, url_prefix="/todos", description="The caller's todos.")
 stats_blp = Blueprint("stats", __name__, url_prefix="/stats", description="Counts over the caller's todos.")
 
-LINK_HEADER = {
-    "Link": {"description": 'RFC 8288 `rel="next"` / `rel="prev"` pages.', "schema": {"type": "string"}}
-}
 LOCATION_HEADER = {"Location": {"schema": {"type": "string"}}}
-
-
-def page_links(skip: int, limit: int, total: int) -> str:
-    """`Link` header for the neighbouring pages, keeping every other query parameter."""
-    links = []
-    for rel, target in (("prev", max(skip - limit, 0) if skip > 0 else None), ("next", skip + limit)):
-        if target is None or (rel == "next" and target >= total):
-            continue
-        args = [
-            (name, value) for name, value in request.args.items(multi=True) if name not in {"skip", "limit"}
-        ]
-        query = urlencode([*args, ("skip", target), ("limit", limit)])
-        links.append(f'<{request.path}?{query}>; rel="{rel}"')
-    return ", ".join(links)
 
 
 # The views below return ready responses: bodies are built by `services.todo_json` (equal to what
