@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import re
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -185,7 +186,9 @@ def test_one_request_log_line_per_request_with_every_field(
         [line] = [line for line in rendered if line["request_id"] == request_id]
         assert line.keys() >= LOG_FIELDS, line
         assert line["level"] == "INFO"
-        assert datetime.fromisoformat(line["time"]).tzinfo is not None
+        # UTC, to the millisecond: 2026-12-05T07:42:02.123+00:00
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["time"]), line
+        assert abs(datetime.fromisoformat(line["time"]).timestamp() - time.time()) < 60
         assert (line["method"], line["path"], line["status"], line["user_id"]) == (
             method,
             path,
