@@ -566,6 +566,11 @@ def for_update(query: Any) -> Any:
     return query.for_update() if is_postgres() else query
 
 
+def pending_migrations(database: Database) -> list[str]:
+    """The migrations in `migrations/` not yet applied to `database` (the release step's work)."""
+    return [m.name for m in Runner(database, str(MIGRATIONS_DIR)).status() if m.path and not m.applied]
+
+
 def migrate(database: Database) -> list[str]:
     """Apply pending migrations from `migrations/`; returns the names applied (idempotent)."""
     with database.connection_context():

@@ -3,6 +3,7 @@
 import time
 
 from tests.conftest import REDIS_URL
+from todoapi.db import db, migrate
 
 # Nothing listens on port 1 of loopback: connections are refused at once.
 DEAD_POSTGRES = "postgresql://postgres@127.0.0.1:1/nowhere"
@@ -53,3 +54,18 @@ def test_redis_down_fails_readiness_but_not_todos(make_app):
     assert client.post("/todos", json={"title": "works"}, headers=headers).status_code == 201
     assert client.get("/todos", headers=headers).json["total"] == 1
     assert REDIS_URL != DEAD_REDIS
+
+
+def test_an_unmigrated_database_is_connected_but_not_ready(make_app, tmp_path):
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}")
+    client = app.test_client()
+
+    assert client.get("/health/db").json == {"status": "ok", "db": "connected"}
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.json["checks"]["db"].startswith("schema not migrated")
+    assert ready.json["checks"]["redis"] == "ok"
+
+    with app.app_context():
+        migrate(db.obj)
+    assert client.get("/health/ready").json == {"status": "ok", "checks": {"db": "ok", "redis": "ok"}}

@@ -53,8 +53,11 @@ class HealthReady(MethodView):
     @blp.response(200, ReadySchema)
     @blp.alt_response(503, schema=ReadySchema, description="A dependency is down; `checks` names it.")
     def get(self) -> tuple[dict[str, Any], int]:
-        """Readiness: the database and Redis both answer."""
-        results = {"db": checks.database_problem() or "ok", "redis": checks.redis_problem() or "ok"}
+        """Readiness: the database answers with its schema migrated, and Redis answers."""
+        results = {
+            "db": checks.database_problem(schema=True) or "ok",
+            "redis": checks.redis_problem() or "ok",
+        }
         healthy = all(value == "ok" for value in results.values())
         return {"status": "ok" if healthy else "error", "checks": results}, 200 if healthy else 503
 
