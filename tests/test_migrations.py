@@ -1,11 +1,20 @@
 """migrations/ is the schema's only author: idempotent, complete, and indexed as the models say."""
 
-from peewee import IntegrityError
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from peewee import AutoField, IntegrityError
 from playhouse.migrations import Runner
 from playhouse.schema_diff import diff_models
 
-from todoapi.db import MIGRATIONS_DIR, db, is_postgres, migrate
+from tests.conftest import PASSWORD
+from todoapi.db import MIGRATIONS_DIR, db, is_postgres, migrate, open_database
 from todoapi.models import MODELS, Session, Todo, TodoTag, User
+from todoapi.notifications import services
 
 
 def test_schema_matches_the_models(app):
@@ -58,3 +67,183 @@ def test_cascade_deletes_follow_the_user(app, client, auth):
         User.delete().execute()
         assert (Todo.select().count(), TodoTag.select().count(), Session.select().count()) == (0, 0, 0)
         assert is_postgres() != app.config["DATABASE_URL"].startswith("sqlite")
+
+
+PLAIN = '"id" INTEGER NOT NULL PRIMARY KEY'
+AUTOINCREMENT = f"{PLAIN} AUTOINCREMENT"
+
+
+def test_ids_are_declared_as_migrated(app):
+    """Every table's own id is never reused (SQLite: AUTOINCREMENT, migration 0008), but the
+    runner's bookkeeping's; and the models declare their ids as the migrations made them."""
+    with app.app_context():
+        if not is_postgres():
+            plain = db.execute_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND sql LIKE '%\"id\" INTEGER NOT NULL PRIMARY KEY%' AND sql NOT LIKE '%AUTOINCREMENT%'"
+            ).fetchall()
+            assert plain == [("schema_migration",)]
+        for model in MODELS:
+            if not isinstance(model._meta.primary_key, AutoField):
+                continue
+            declared, _ = model._schema._create_table(safe=False).query()
+            if is_postgres():
+                assert '("id" SERIAL NOT NULL PRIMARY KEY, ' in declared, declared
+                continue
+            [stored] = db.execute_sql(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (model._meta.table_name,)
+            ).fetchone()
+            assert stored.startswith(f'CREATE TABLE "{model._meta.table_name}" ({AUTOINCREMENT}, '), stored
+            assert declared.startswith(f'CREATE TABLE "{model._meta.table_name}" ({AUTOINCREMENT}, '), (
+                declared
+            )
+
+
+# --- 0008: SQLite's tables rebuilt with AUTOINCREMENT --------------------------------------------------
+
+REBUILT = ("users", "todos", "idempotency_keys", "notifications", "deliveries")
+BEFORE_0008 = "0007_folded_text"
+NOW = datetime(2026, 6, 15, 10, 30, tzinfo=UTC)
+
+
+def migrated_until(path: Path, last: str) -> None:
+    database = open_database(f"sqlite:///{path}")
+    with database.connection_context():
+        Runner(database, str(MIGRATIONS_DIR)).up(last)
+    database.close_all()
+
+
+def snapshot(path: Path) -> dict[str, Any]:
+    """The schema as SQLite stores it (less root pages), every row, each table's indexes and foreign
+    keys as SQLite reports them, and the sequences; read through a connection of its own."""
+    connection = sqlite3.connect(path)
+    try:
+        tables = [
+            name
+            for (name,) in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        sequence = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone()
+        return {
+            "schema": connection.execute(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master"
+                " WHERE name != 'sqlite_sequence' ORDER BY type, name"
+            ).fetchall(),
+            "rows": {
+                table: connection.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall()  # noqa: S608
+                for table in tables
+                if table != "schema_migration"
+            },
+            # (name, unique, origin, partial) of each index, and every column of each.
+            "indexes": {
+                table: sorted(
+                    (*index[1:], connection.execute(f'PRAGMA index_xinfo("{index[1]}")').fetchall())
+                    for index in connection.execute(f'PRAGMA index_list("{table}")')
+                )
+                for table in tables
+            },
+            "foreign_keys": {
+                table: connection.execute(f'PRAGMA foreign_key_list("{table}")').fetchall()
+                for table in tables
+            },
+            "sequence": dict(connection.execute("SELECT name, seq FROM sqlite_sequence")) if sequence else {},
+            "checks": (
+                connection.execute("PRAGMA integrity_check").fetchall(),
+                connection.execute("PRAGMA foreign_key_check").fetchall(),
+            ),
+        }
+    finally:
+        connection.close()
+
+
+def with_autoincrement(schema: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    return [
+        (kind, name, table, sql.replace(PLAIN, AUTOINCREMENT) if kind == "table" and name in REBUILT else sql)
+        for kind, name, table, sql in schema
+    ]
+
+
+def log_in(client: FlaskClient, email: str) -> dict[str, str]:
+    created = client.post("/auth/register", json={"email": email, "password": PASSWORD})
+    assert created.status_code == 201, created.json
+    token = client.post("/auth/login", json={"email": email, "password": PASSWORD}).json["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def create_todo(client: FlaskClient, auth: dict[str, str], body: dict[str, Any], **headers: str) -> Any:
+    response = client.post("/todos", json=body, headers={**auth, **headers})
+    assert response.status_code == 201, response.json
+    return response
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_0008_keeps_every_row_index_and_key_and_ids_continue_above_them(make_app, tmp_path):
+    path = tmp_path / "before-0008.db"
+    migrated_until(path, BEFORE_0008)
+    app = make_app(DATABASE_URL=f"sqlite:///{path}", WEBHOOK_ALLOW_PRIVATE=True)
+    client = app.test_client()
+    ann, bob = log_in(client, "ann@example.com"), log_in(client, "bob@example.com")
+    assert (
+        client.patch("/me", json={"webhook_url": "http://127.0.0.1:9/hook"}, headers=ann).status_code == 200
+    )
+    today = NOW.date().isoformat()
+    for auth, tags in ((ann, ["home", "Work"]), (ann, []), (bob, ["x", "y", "z"]), (bob, ["home"])):
+        create_todo(client, auth, {"title": f"{tags}", "tags": tags, "due_date": today})
+    create_todo(client, ann, {"title": "undated", "tags": ["later"]})
+    # The newest todo, deleted: its id is named only by the key's stored first response.
+    keyed = create_todo(client, ann, {"title": "keyed"}, **{"Idempotency-Key": "k-1"})
+    assert client.delete(keyed.headers["Location"], headers=ann).status_code == 204
+    with app.app_context():
+        report = services.scan_due_soon(now=NOW)
+    assert (len(report.notified), len(report.deliveries)) == (4, 2)
+    db.obj.close_all()
+    before = snapshot(path)
+    assert all(before["rows"][table] for table in (*REBUILT, "sessions", "todo_tags"))
+
+    database = open_database(f"sqlite:///{path}")
+    assert migrate(database) == ["0008_ids_never_reused"]
+    assert migrate(database) == []
+    database.close_all()
+
+    after = snapshot(path)
+    assert after["schema"] == with_autoincrement(before["schema"])
+    assert after["schema"] != before["schema"]
+    for part in ("rows", "indexes", "foreign_keys"):
+        assert after[part] == before[part], part
+    assert after["checks"] == ([("ok",)], [])
+    largest = {table: max(row[0] for row in before["rows"][table]) for table in REBUILT}
+    assert after["sequence"] == largest | {"todos": keyed.json["id"]}
+    assert largest["todos"] < keyed.json["id"]
+
+    # The old sessions still work; new rows get ids above every id handed out before.
+    app = make_app(DATABASE_URL=f"sqlite:///{path}", WEBHOOK_ALLOW_PRIVATE=True)
+    client = app.test_client()
+    todo = create_todo(client, ann, {"title": "after", "due_date": today}).json["id"]
+    replay = create_todo(client, ann, {"title": "keyed"}, **{"Idempotency-Key": "k-1"})
+    carol = client.post("/auth/register", json={"email": "carol@example.com", "password": PASSWORD})
+    with app.app_context():
+        report = services.scan_due_soon(now=NOW)
+    [notified], [delivery] = report.notified, report.deliveries
+    assert todo > keyed.json["id"]
+    assert replay.headers["Location"] == keyed.headers["Location"]
+    assert client.get(replay.headers["Location"], headers=ann).status_code == 404
+    assert carol.json["id"] > largest["users"]
+    assert notified["id"] > largest["notifications"] and delivery > largest["deliveries"]
+
+
+def test_0008_down_restores_the_schema_as_it_was(tmp_path):
+    path = tmp_path / "todo.db"
+    migrated_until(path, BEFORE_0008)
+    before = snapshot(path)
+    database = open_database(f"sqlite:///{path}")
+    with database.connection_context():
+        runner = Runner(database, str(MIGRATIONS_DIR))
+        assert runner.up() == ["0008_ids_never_reused"]
+        assert runner.down() == ["0008_ids_never_reused"]
+    database.close_all()
+
+    after = snapshot(path)
+
+    assert after["schema"] == before["schema"] and after["indexes"] == before["indexes"]
+    assert after["checks"] == ([("ok",)], []) and after["sequence"] == {}

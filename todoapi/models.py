@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from peewee import (
+    SQL,
     AutoField,
     BigIntegerField,
     BooleanField,
@@ -15,11 +16,12 @@ from peewee import (
     IntegerField,
     JSONField,
     Model,
+    NodeList,
     TextField,
     fn,
 )
 
-from todoapi.db import db
+from todoapi.db import db, is_sqlite
 
 # Row ids are PostgreSQL `serial` (int4): a larger id names nothing, and sent as a parameter it is an
 # error, not an empty answer. SQLite's would go further, but no table gets there.
@@ -45,6 +47,15 @@ class UTCDateTimeField(DateTimeField):
         return value
 
 
+class RowIdField(AutoField):
+    """An id never handed out twice, as PostgreSQL's serial: on SQLite `AUTOINCREMENT` (migration
+    0008), without which a new row takes the id of the newest row deleted before it."""
+
+    def ddl(self, ctx: Any) -> NodeList:
+        ddl = super().ddl(ctx)
+        return NodeList((ddl, SQL("AUTOINCREMENT"))) if is_sqlite(self.model._meta.database) else ddl
+
+
 class BaseModel(Model):
     class Meta:
         database = db
@@ -68,7 +79,7 @@ class BaseModel(Model):
 
 
 class User(BaseModel):
-    id = AutoField()
+    id = RowIdField()
     # Stored trimmed and lower-cased; a unique index on lower(email) backs it (migration 0001).
     email = CharField(max_length=320)
     password_hash = CharField(max_length=255)
@@ -99,7 +110,7 @@ class Session(BaseModel):
 
 
 class Todo(BaseModel):
-    id = AutoField()
+    id = RowIdField()
     user = ForeignKeyField(User, backref="todos", on_delete="CASCADE", index=False)
     title = CharField(max_length=200)
     description = TextField(default="")
@@ -159,7 +170,7 @@ class TodoTag(BaseModel):
 class IdempotencyKey(BaseModel):
     """The first response to a keyed `POST /todos`, replayed for retries within 24 h."""
 
-    id = AutoField()
+    id = RowIdField()
     user = ForeignKeyField(User, on_delete="CASCADE", index=False)
     key = CharField(max_length=255)
     fingerprint = CharField(max_length=64)
@@ -181,7 +192,7 @@ Todo.add_index(Todo.index(Todo.due_date, Todo.id, where=(Todo.done == False), na
 class Notification(BaseModel):
     """One per (todo, due date): the unique index is what makes "exactly once" hold."""
 
-    id = AutoField()
+    id = RowIdField()
     user = ForeignKeyField(User, on_delete="CASCADE", index=False)
     todo = ForeignKeyField(Todo, on_delete="CASCADE", index=False)
     kind = CharField(max_length=32, default="due_soon")
@@ -201,7 +212,7 @@ class Notification(BaseModel):
 class Delivery(BaseModel):
     """A notification's trip through one channel (webhook, email), with its attempts."""
 
-    id = AutoField()
+    id = RowIdField()
     notification = ForeignKeyField(Notification, backref="deliveries", on_delete="CASCADE", index=False)
     channel = CharField(max_length=16)
     status = CharField(max_length=16, default="pending")

@@ -365,6 +365,27 @@ def test_retries_reuse_the_webhook_id_until_delivered(
     assert len({payload["data"]["id"] for payload in bodies}) == 1
 
 
+def test_a_notification_after_a_deleted_one_has_its_own_webhook_id(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
+) -> None:
+    """A receiver that drops ids it has seen (Standard Webhooks' de-duplication) loses nothing, even
+    when the newest notification was deleted with its todo before the next one was created."""
+    receiver.secret = set_webhook(client, auth, receiver.url)["webhook_secret"]
+    first = create_todo(client, auth, TODAY, title="Pay rent")
+    queue_due_soon(app)
+    drain(app)
+    assert client.delete(f"/todos/{first}", headers=auth).status_code == 204
+    create_todo(client, auth, TODAY, title="Call mum")
+    queue_due_soon(app)
+
+    drain(app)
+
+    ids = [headers["webhook-id"] for headers, _ in receiver.calls]
+    titles = [json.loads(body)["data"]["title"] for _, body in receiver.calls]
+    assert titles == ["Pay rent", "Call mum"]
+    assert len(set(ids)) == 2, ids
+
+
 def test_gives_up_after_max_attempts(
     app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
 ) -> None:
