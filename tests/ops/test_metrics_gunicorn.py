@@ -3,7 +3,7 @@
 Checks what only a real multi-process server shows: the JSON request log as rendered on stderr, no
 secrets in the server's output, request counts that are exact whichever worker answers the scrape,
 kept-alive connections spread evenly over the workers, and counters from an RQ worker process
-appearing in web's /metrics through PROMETHEUS_MULTIPROC_DIR.
+appearing in web's /metrics through Redis (the worker shares no directory with web).
 
 One server per pytest process (session scope): starting gunicorn costs seconds, and no other
 module talks to it.
@@ -334,7 +334,7 @@ def test_a_pool_of_kept_alive_connections_spreads_evenly_over_the_workers(server
             client.close()
 
 
-# --- an RQ worker process sharing the metrics directory ---------------------------------------------
+# --- an RQ worker process, sharing only Redis and the database with web -----------------------------
 
 WORKER_SCRIPT = """
 import sys
@@ -381,7 +381,7 @@ def worker_run(server: Server, redis: Redis) -> Iterator[WorkerRun]:
         worker = subprocess.run(
             [sys.executable, "-c", WORKER_SCRIPT, request_id],
             cwd=ROOT,
-            env=server.env,
+            env={name: value for name, value in server.env.items() if name != "PROMETHEUS_MULTIPROC_DIR"},
             capture_output=True,
             text=True,
             timeout=60,

@@ -28,7 +28,7 @@ from tests.helpers import assert_error
 from tests.webhook_receiver import Receiver
 from todoapi.notifications import jobs
 from todoapi.ops.logs import JsonLinesHandler, configure_logging, request_id_var
-from todoapi.ops.metrics import KNOWN_METHODS
+from todoapi.ops.metrics import KNOWN_METHODS, NOTIFICATIONS
 from todoapi.queue import AppSimpleWorker, enqueue, get_queue, get_redis
 
 REQUEST_LOGGER = "todoapi.request"
@@ -719,6 +719,29 @@ def test_metrics_still_answer_when_redis_is_down(make_app: Any) -> None:
     assert client.get("/health").status_code == 200
     samples = metric_samples(client)
     assert value(samples, "http_requests_total", method="GET", endpoint="/health", status="200") >= 1
+
+
+def test_notification_counts_are_dropped_with_one_warning_per_redis_outage(
+    make_app: Any, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    up, down = make_app(), make_app(REDIS_URL="redis://127.0.0.1:1/0")
+    caplog.set_level(logging.WARNING, "todoapi.ops.metrics")
+
+    def count(app: Flask, times: int) -> None:
+        with app.app_context():
+            for _ in range(times):
+                NOTIFICATIONS.labels("webhook", "delivered").inc()  # as a job does: it must not raise
+
+    count(up, 1)  # whatever an earlier test left, Redis answers now
+    for outage in (1, 2):
+        caplog.clear()
+        count(down, 3)
+        [warning] = [record for record in caplog.records if record.name == "todoapi.ops.metrics"]
+        assert warning.exc_info is None and "redis unavailable" in warning.getMessage(), outage
+        count(up, 1)
+    counted = metric_samples(up.test_client())
+    assert value(counted, "todoapi_notifications_total", channel="webhook", outcome="delivered") == 3
+    assert not [name for name, _ in metric_samples(down.test_client()) if "notifications" in name]
 
 
 def test_notifications_are_counted_by_channel_and_outcome(

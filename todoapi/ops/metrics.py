@@ -1,10 +1,15 @@
-"""Prometheus metrics, correct across gunicorn workers and the RQ worker (multiprocess mode).
+"""Prometheus metrics, correct across gunicorn's workers and the RQ worker, wherever each runs.
 
-With PROMETHEUS_MULTIPROC_DIR set (gunicorn.conf.py sets it for web; `make run` shares it with the
-worker), every process writes its samples there and /metrics aggregates them.
+Request counts and latencies are written by gunicorn's workers, one host by construction: with
+PROMETHEUS_MULTIPROC_DIR set (gunicorn.conf.py makes one when none is), each worker writes its
+samples there and /metrics sums them. The notification counters are written by the RQ worker, which
+may run on another machine and forks a work horse per job: they are kept in Redis, which it already
+depends on, and read at scrape time like the queue depth.
 """
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,10 +24,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis.exceptions import RedisError
 
-from todoapi.queue import get_queue
+from todoapi.queue import get_queue, get_redis
+
+log = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests.", ["method", "endpoint", "status"])
 HTTP_DURATION = Histogram(
@@ -31,10 +38,67 @@ HTTP_DURATION = Histogram(
     ["method", "endpoint"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-NOTIFICATIONS = Counter(
+
+
+class RedisCounter:
+    """A labelled counter in one Redis hash (a field per label set), shared by every process on
+    every host; `labels(...).inc(n)` as on prometheus_client's Counter, and a collector for /metrics.
+
+    Redis down: an increment is dropped, without failing the caller, and logged once per outage;
+    /metrics leaves the family out.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], key: str) -> None:
+        self.name, self.documentation, self.labelnames, self.key = name, documentation, labelnames, key
+        self._lock = threading.Lock()
+        self._unavailable = False  # an increment failed since the last one that succeeded
+
+    def labels(self, *values: str) -> "RedisCounterChild":
+        if len(values) != len(self.labelnames) or any(":" in value for value in values[:-1]):
+            raise ValueError(f"{self.name} takes the labels {self.labelnames}, got {values!r}")
+        return RedisCounterChild(self, ":".join(values))
+
+    def increment(self, field: str, amount: int) -> None:
+        try:
+            get_redis().hincrby(self.key, field, amount)
+        except RedisError as exc:
+            with self._lock:
+                first, self._unavailable = not self._unavailable, True
+            if first:
+                log.warning(
+                    "redis unavailable (%s): %s not counted until it is back", type(exc).__name__, self.name
+                )
+            return
+        self._unavailable = False
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        try:
+            fields = get_redis().hgetall(self.key)
+        except RedisError:
+            return
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for field, count in sorted(fields.items()):
+            text = field.decode() if isinstance(field, bytes) else field
+            family.add_metric(text.split(":", len(self.labelnames) - 1), int(count))
+        yield family
+
+
+class RedisCounterChild:
+    def __init__(self, counter: RedisCounter, field: str) -> None:
+        self.counter, self.field = counter, field
+
+    def inc(self, amount: int = 1) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        if amount:
+            self.counter.increment(self.field, amount)
+
+
+NOTIFICATIONS = RedisCounter(
     "todoapi_notifications",
     "Notifications created (channel=inbox) and delivery attempts.",
-    ["channel", "outcome"],
+    ("channel", "outcome"),
+    key="todoapi:metrics:notifications",
 )
 
 
@@ -58,6 +122,7 @@ def render_metrics() -> Response:
     else:
         registry.register(REGISTRY)  # one process: its own samples
     registry.register(QueueDepthCollector())
+    registry.register(NOTIFICATIONS)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
