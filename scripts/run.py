@@ -53,7 +53,10 @@ def main() -> int:
         )
     subprocess.run(["flask", "--app", "wsgi", "migrate"], cwd=ROOT, env=env, check=True)
     port = env.get("PORT") or "8000"
-    honcho = subprocess.Popen(["honcho", "start", "--port", port, "web", "worker"], cwd=ROOT, env=env)
+    # honcho would apply `.env` over the environment it is given; `env` has it already, under it.
+    honcho = subprocess.Popen(
+        ["honcho", "start", "--env", os.devnull, "--port", port, "web", "worker"], cwd=ROOT, env=env
+    )
     try:
         return honcho.wait()
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,10 +43,19 @@ def platform_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def start(line: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def repository_copy(path: Path) -> Path:
+    """The files a platform and `make run` read from the repository root, copied to `path`, so that
+    a test can give them a `.env` of its own; `todoapi` itself still comes from the installation."""
+    for name in ("Procfile", "wsgi.py", "worker.py", "gunicorn.conf.py", "scripts/run.py"):
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, path / name)
+    return path
+
+
+def start(line: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         ["sh", "-c", line],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         start_new_session=True,
         stdout=subprocess.PIPE,
