@@ -1,9 +1,14 @@
-"""gunicorn settings, all from the environment (`PORT`, `WEB_CONCURRENCY`)."""
+"""gunicorn settings, all from the environment (`PORT`, `WEB_CONCURRENCY`) and `.env`."""
 
 import gc
 import multiprocessing
 import os
 import tempfile
+
+from dotenv import load_dotenv
+
+# `.env` as wsgi.py reads it, but before any setting here is read; real environment variables win.
+load_dotenv()
 
 # Prometheus multiprocess mode: every worker writes samples to this directory and /metrics
 # sums them. It must be set before the app (and prometheus_client) is imported.

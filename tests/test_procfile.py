@@ -22,7 +22,7 @@ from redis import Redis
 from rq import Worker
 
 from tests.conftest import REDIS_URL
-from tests.processes import PROCFILE, ROOT, free_port, run_release, wait_for
+from tests.processes import PROCFILE, ROOT, free_port, live_children, run_release, wait_for
 from tests.webhook_receiver import Receiver
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -218,3 +218,19 @@ def test_web_metrics_count_what_the_worker_line_delivered(
     finally:
         outputs = [stop(process) for process in (worker, web) if process is not None]
     assert worker.returncode in (0, -signal.SIGTERM), outputs[0]
+
+
+def test_web_line_reads_dotenv_under_the_real_environment(released: dict[str, str], tmp_path: Path) -> None:
+    """gunicorn's own settings come from `.env` as the app's do; real variables still win. (PORT is in
+    both: were `.env` ignored, gunicorn would bind 8000, which another server here may hold.)"""
+    root = repository_copy(tmp_path / "repo")
+    (root / ".env").write_text(f"PORT={free_port()}\nWEB_CONCURRENCY=1\n")
+    env = {name: value for name, value in released.items() if name != "WEB_CONCURRENCY"}
+    web = start(PROCFILE["web"], env, cwd=root)
+    try:
+        wait_until_serving(env["PORT"], web)
+        master = gunicorn_master(web.pid)
+        time.sleep(1)  # without .env's 1, at least 2 workers have been forked by now
+        assert len(live_children(master)) == 1
+    finally:
+        stop(web)
