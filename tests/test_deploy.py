@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,3 +82,35 @@ def test_compose_web_and_worker_share_no_metrics_directory():
         assert "PROMETHEUS_MULTIPROC_DIR" not in service["environment"], name
         assert not service.get("volumes"), name
     assert set(COMPOSE.get("volumes") or {}) <= {"pgdata"}
+
+
+# SPEC's configuration table, with its defaults; the stack's own PostgreSQL and Redis instead of the
+# first two, and the container's port (its host side is ${PORT:-8000}).
+STACK_SETTINGS = {
+    "DATABASE_URL": "postgresql://todoapi:todoapi@db:5432/todoapi",
+    "REDIS_URL": "redis://redis:6379/0",
+    "JWT_SECRET_KEY": "${JWT_SECRET_KEY:?set JWT_SECRET_KEY (32+ characters)}",
+    "JWT_ACCESS_MINUTES": "${JWT_ACCESS_MINUTES:-60}",
+    "JWT_REFRESH_DAYS": "${JWT_REFRESH_DAYS:-30}",
+    "NOTIFY_INTERVAL_SECONDS": "${NOTIFY_INTERVAL_SECONDS:-60}",
+    "SMTP_URL": "${SMTP_URL:-}",
+    "WEBHOOK_ALLOW_PRIVATE": "${WEBHOOK_ALLOW_PRIVATE:-false}",
+    "LOGIN_RATE_LIMIT": "${LOGIN_RATE_LIMIT:-10/minute}",
+}
+
+
+@pytest.mark.parametrize("service", ["release", "web", "worker"])
+def test_compose_passes_every_spec_setting_with_its_default(service: str) -> None:
+    env = COMPOSE["services"][service]["environment"]
+    assert {name: env.get(name) for name in STACK_SETTINGS} == STACK_SETTINGS
+    if service == "web":
+        assert env["PORT"] == "8000" and "${PORT:-8000}:8000" in COMPOSE["services"]["web"]["ports"]
+
+
+def test_compose_checks_health_only_where_http_is_served_and_restarts_web_and_worker() -> None:
+    services = COMPOSE["services"]
+    # The image's HEALTHCHECK asks HTTP /health: release and worker serve no HTTP.
+    assert "healthcheck" not in services["web"]
+    assert services["release"]["healthcheck"] == services["worker"]["healthcheck"] == {"disable": True}
+    assert services["web"]["restart"] == services["worker"]["restart"] == "unless-stopped"
+    assert "restart" not in services["release"]  # a one-off: it must end for web and worker to start
