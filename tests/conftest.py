@@ -108,6 +108,7 @@ def make_app(database_url: str) -> Iterator[Callable[..., Flask]]:
             "DATABASE_URL": database_url,
             "REDIS_URL": REDIS_URL,
             "ARGON2_PARAMETERS": FAST_ARGON2,
+            "JWT_SECRET_KEY": "a-test-suite-secret-of-more-than-32-characters",
             # Tests log in far more than 10 times a minute; the limit's own tests lower it.
             "LOGIN_RATE_LIMIT": "10000/minute",
             **overrides,

@@ -1,5 +1,5 @@
 """No id is handed out twice, not even after the newest row was deleted: PostgreSQL's serial never
-does, SQLite's AUTOINCREMENT (migration 0008) neither."""
+does, SQLite's AUTOINCREMENT (migration 0009) neither."""
 
 from datetime import UTC, datetime
 from typing import Any

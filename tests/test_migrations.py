@@ -21,8 +21,8 @@ def test_schema_matches_the_models(app):
     with app.app_context():
         assert migrate(db.obj) == []  # already applied by the fixtures: a second run is a no-op
         diff = diff_models(db.obj, MODELS)
-        # PostgreSQL's lowered copies for `?q=` (migration 0007): computed by the database, not modelled.
-        kept = [("todos", "title_folded"), ("todos", "description_folded")] if is_postgres() else []
+        # The lowered copies for `?q=` and the title order (migrations 0007, 0008): not modelled.
+        kept = [("todos", "title_folded"), ("todos", "description_folded")]
         assert sorted(diff.drop_columns) == sorted(kept), str(diff)
         diff.drop_columns.clear()
         assert not diff, str(diff)
@@ -74,7 +74,7 @@ AUTOINCREMENT = f"{PLAIN} AUTOINCREMENT"
 
 
 def test_ids_are_declared_as_migrated(app):
-    """Every table's own id is never reused (SQLite: AUTOINCREMENT, migration 0008), but the
+    """Every table's own id is never reused (SQLite: AUTOINCREMENT, migration 0009), but the
     runner's bookkeeping's; and the models declare their ids as the migrations made them."""
     with app.app_context():
         if not is_postgres():
@@ -99,10 +99,10 @@ def test_ids_are_declared_as_migrated(app):
             )
 
 
-# --- 0008: SQLite's tables rebuilt with AUTOINCREMENT --------------------------------------------------
+# --- 0009: SQLite's tables rebuilt with AUTOINCREMENT --------------------------------------------------
 
 REBUILT = ("users", "todos", "idempotency_keys", "notifications", "deliveries")
-BEFORE_0008 = "0007_folded_text"
+BEFORE_0009 = "0008_sqlite_folded_text"
 NOW = datetime(2026, 6, 15, 10, 30, tzinfo=UTC)
 
 
@@ -178,9 +178,9 @@ def create_todo(client: FlaskClient, auth: dict[str, str], body: dict[str, Any],
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_0008_keeps_every_row_index_and_key_and_ids_continue_above_them(make_app, tmp_path):
-    path = tmp_path / "before-0008.db"
-    migrated_until(path, BEFORE_0008)
+def test_0009_keeps_every_row_index_and_key_and_ids_continue_above_them(make_app, tmp_path):
+    path = tmp_path / "before-0009.db"
+    migrated_until(path, BEFORE_0009)
     app = make_app(DATABASE_URL=f"sqlite:///{path}", WEBHOOK_ALLOW_PRIVATE=True)
     client = app.test_client()
     ann, bob = log_in(client, "ann@example.com"), log_in(client, "bob@example.com")
@@ -202,7 +202,7 @@ def test_0008_keeps_every_row_index_and_key_and_ids_continue_above_them(make_app
     assert all(before["rows"][table] for table in (*REBUILT, "sessions", "todo_tags"))
 
     database = open_database(f"sqlite:///{path}")
-    assert migrate(database) == ["0008_ids_never_reused"]
+    assert migrate(database) == ["0009_ids_never_reused"]
     assert migrate(database) == []
     database.close_all()
 
@@ -232,18 +232,42 @@ def test_0008_keeps_every_row_index_and_key_and_ids_continue_above_them(make_app
     assert notified["id"] > largest["notifications"] and delivery > largest["deliveries"]
 
 
-def test_0008_down_restores_the_schema_as_it_was(tmp_path):
+def test_0009_down_restores_the_schema_as_it_was(tmp_path):
     path = tmp_path / "todo.db"
-    migrated_until(path, BEFORE_0008)
+    migrated_until(path, BEFORE_0009)
     before = snapshot(path)
     database = open_database(f"sqlite:///{path}")
     with database.connection_context():
         runner = Runner(database, str(MIGRATIONS_DIR))
-        assert runner.up() == ["0008_ids_never_reused"]
-        assert runner.down() == ["0008_ids_never_reused"]
+        assert runner.up() == ["0009_ids_never_reused"]
+        assert runner.down() == ["0009_ids_never_reused"]
     database.close_all()
 
     after = snapshot(path)
 
     assert after["schema"] == before["schema"] and after["indexes"] == before["indexes"]
     assert after["checks"] == ([("ok",)], []) and after["sequence"] == {}
+
+
+def test_sqlite_lowered_copies_are_filled_in_for_existing_todos(tmp_path):
+    """Migration 0008 on a database with todos from before it: their lowered copies, by str.lower."""
+    database = open_database(f"sqlite:///{tmp_path / 'old.db'}")
+    with database.connection_context():
+        Runner(database, str(MIGRATIONS_DIR)).up(target="0007_folded_text")
+        database.execute_sql(
+            "INSERT INTO users (email, password_hash, timezone, created_at)"
+            " VALUES ('a@b.c', 'x', 'UTC', '2026-01-01')"
+        )
+        database.execute_sql(
+            "INSERT INTO todos (user_id, title, description, done, priority, tags, created_at, updated_at)"
+            " VALUES (1, 'ÄRGER \u00c9', 'Ωmega', 0, 3, '[]', '2026-01-01', '2026-01-01')"
+        )
+
+        assert migrate(database) == ["0008_sqlite_folded_text", "0009_ids_never_reused"]
+
+        row = database.execute_sql("SELECT title_folded, description_folded FROM todos").fetchone()
+        assert row == ("ärger \u00e9", "ωmega")
+        [index] = database.execute_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'todos_user_title'"
+        ).fetchall()
+        assert "title_folded" in index[0]

@@ -49,7 +49,7 @@ class UTCDateTimeField(DateTimeField):
 
 class RowIdField(AutoField):
     """An id never handed out twice, as PostgreSQL's serial: on SQLite `AUTOINCREMENT` (migration
-    0008), without which a new row takes the id of the newest row deleted before it."""
+    0009), without which a new row takes the id of the newest row deleted before it."""
 
     def ddl(self, ctx: Any) -> NodeList:
         ddl = super().ddl(ctx)
@@ -143,8 +143,9 @@ Todo.add_index(Todo.index(Todo.user, fn.LOWER(Todo.title), Todo.id, name="todos_
 
 
 def _database_kept(name: str) -> TextField:
-    """A column the database computes (migration 0007, PostgreSQL only): queries may name it; the
-    model neither selects nor writes it."""
+    """A lowered copy of a todo's text, kept beside it: PostgreSQL computes it (migration 0007),
+    SQLite has it written by `todos.services` (0008). Queries name it; the model neither selects
+    nor writes it."""
     field = TextField()
     field.bind(Todo, name, set_attribute=False)
     return field

@@ -174,31 +174,61 @@ UNICODE_QUERIES = [
 ]
 
 
-DIRECT_SEARCH = {
-    "sqlite": r"SELECT id FROM todos WHERE title LIKE ? ESCAPE '\' OR description LIKE ? ESCAPE '\'",
-    "postgres": r"SELECT id FROM todos WHERE title ILIKE %s ESCAPE '\' OR description ILIKE %s ESCAPE '\'",
-}
-
-
-def test_q_matches_as_the_databases_own_operator(app, client, auth):
-    """Beyond ASCII, `q` is exactly PostgreSQL's ILIKE (or SQLite's LIKE, which folds ASCII only),
-    whatever the service compares internally."""
-    seed(
+def test_q_matches_as_postgresqls_ilike_or_pythons_lower(app, client, auth):
+    """Beyond ASCII, `q` is exactly PostgreSQL's ILIKE; on SQLite, whose LIKE folds A-Z only, it is
+    Python's str.lower on both sides (the lowered copies of migration 0008)."""
+    todos = seed(
         client,
         auth,
         [{"title": text} for text in UNICODE_TEXTS]
         + [{"title": "x", "description": text} for text in UNICODE_TEXTS],
     )
+    ilike = r"SELECT id FROM todos WHERE title ILIKE %s ESCAPE '\' OR description ILIKE %s ESCAPE '\'"
     with app.app_context():
-        sql = DIRECT_SEARCH["sqlite" if is_sqlite() else "postgres"]
         matched_any = False
         for q in UNICODE_QUERIES:
-            pattern = f"%{q}%"
-            expected = {row[0] for row in db.execute_sql(sql, (pattern, pattern)).fetchall()}
+            if is_sqlite():
+                expected = {
+                    todo["id"]
+                    for todo in todos
+                    if q.lower() in todo["title"].lower() or q.lower() in todo["description"].lower()
+                }
+            else:
+                pattern = f"%{q}%"
+                expected = {row[0] for row in db.execute_sql(ilike, (pattern, pattern)).fetchall()}
             found = set(ids(listing(client, auth, [("q", q), ("limit", 100)])))
             assert found == expected, q
             matched_any |= len(expected) > len([t for t in UNICODE_TEXTS if q in t]) * 2
     assert matched_any  # some query matched beyond its exact-case occurrences
+
+
+@pytest.mark.parametrize("q", ["ÄRGER", "ärger", "ÉMILE"])
+def test_q_folds_case_beyond_ascii_on_both_databases(client, auth, q):
+    seed(
+        client,
+        auth,
+        [{"title": "Ärger im Büro"}, {"title": "x", "description": "chez émile"}, {"title": "y"}],
+    )
+    [found] = listing(client, auth, [("q", q)]).json["items"]
+    assert q.lower() in (found["title"] + found["description"]).lower()
+
+
+def test_q_finds_changed_text_by_its_new_case_folding(client, auth):
+    [todo] = seed(client, auth, [{"title": "plain", "description": "plain"}])
+    patch(client, auth, todo["id"], {"title": "ÄRGER", "description": "Ωmega"})
+
+    assert ids(listing(client, auth, [("q", "ärger")])) == [todo["id"]]
+    assert ids(listing(client, auth, [("q", "ωMEGA")])) == [todo["id"]]
+    assert ids(listing(client, auth, [("q", "plain")])) == []
+
+
+def test_title_order_folds_case_beyond_ascii_on_both_databases(client, auth):
+    # A-Z folding alone would put "Éb" (U+00C9) before "éa" (U+00E9).
+    seed(client, auth, [{"title": "Éb"}, {"title": "éa"}])
+    assert [todo["title"] for todo in listing(client, auth, [("sort", "title")]).json["items"]] == [
+        "éa",
+        "Éb",
+    ]
 
 
 @pytest.mark.parametrize("q", ["", " ", "   \t "])

@@ -64,6 +64,18 @@ SORT_COLUMNS: dict[str, Any] = {
     "due_date": Todo.due_date,
     "title": fn.LOWER(Todo.title),
 }
+# SQLite's lower() folds A-Z only: there the application keeps lowered copies (migration 0008).
+FOLDED_COPIES = {"title": TITLE_FOLDED, "description": DESCRIPTION_FOLDED}
+
+
+def fold(text: str) -> str:
+    """The lowered copy SQLite keeps of a title or description, and the search text's form there."""
+    return text.lower()
+
+
+def _sort_column(key: str) -> Any:
+    return FOLDED_COPIES["title"] if key == "title" and is_sqlite() else SORT_COLUMNS[key]
+
 
 # Checks a todo's current state against the client's If-Match; None when none was sent.
 Precondition = Callable[[Todo], bool] | None
@@ -240,6 +252,21 @@ TODO_COLUMNS = (
 INSERTED_FIELDS = (Todo.user, *TODO_COLUMNS[1:])  # the owner and every column but the id
 
 
+def _inserted_fields() -> tuple[Any, ...]:
+    return (*INSERTED_FIELDS, *FOLDED_COPIES.values()) if is_sqlite() else INSERTED_FIELDS
+
+
+def _written_names(names: Iterable[str]) -> tuple[str, ...]:
+    """The columns a change of `names` writes: on SQLite, with the lowered copies of the text."""
+    if not is_sqlite():
+        return tuple(names)
+    copies = {name: field.name for name, field in FOLDED_COPIES.items()}
+    return tuple(written for name in names for written in (name, copies.get(name)) if written)
+
+
+_FIELDS_BY_NAME = {field.name: field for field in (*Todo._meta.sorted_fields, *FOLDED_COPIES.values())}
+
+
 def _read_columns(tags_as_text: bool) -> tuple[Any, ...]:
     """TODO_COLUMNS as a page or one todo selects them for `_row_json`. On PostgreSQL the dates and
     timestamps (and a page's tags) are cast to text in the query, so the driver hands over the
@@ -257,19 +284,20 @@ def _read_columns(tags_as_text: bool) -> tuple[Any, ...]:
 def _column_values(todo: Todo, fields: Iterable[Any]) -> dict[str, Any]:
     """`todo`'s values for `fields` as parameters, by field name. JSON goes as text: JSONField's
     converter wraps the value in SQL instead (SQLite: `json(?)`), and both columns take the text."""
-    return {
-        field.name: (
-            json.dumps(todo.tags, separators=(",", ":"))
-            if isinstance(field, JSONField)
-            else field.db_value(todo.__data__[field.name])
-        )
-        for field in fields
-    }
+    return {field.name: _column_value(todo, field) for field in fields}
+
+
+def _column_value(todo: Todo, field: Any) -> Any:
+    if isinstance(field, JSONField):
+        return json.dumps(todo.tags, separators=(",", ":"))
+    if field.name in todo.__data__:
+        return field.db_value(todo.__data__[field.name])
+    return fold(todo.__data__[field.name.removesuffix("_folded")])  # a lowered copy (SQLite)
 
 
 @lru_cache(maxsize=4)
 def _insert_todo_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
-    return compile_once(Todo.insert({field: Slot(field.name).value() for field in INSERTED_FIELDS}))
+    return compile_once(Todo.insert({field: Slot(field.name).value() for field in _inserted_fields()}))
 
 
 def _new_todo(user_id: int, data: dict[str, Any]) -> Todo:
@@ -283,7 +311,7 @@ def _insert_todo(user_id: int, data: dict[str, Any], last: bool = False, bumped:
     todo = _new_todo(user_id, data)
     # What Todo.create() does, with the INSERT's SQL built once (a third of a create's CPU).
     sql, template = _insert_todo_statement(dialect())
-    insert = (sql, fill(template, _column_values(todo, INSERTED_FIELDS)))
+    insert = (sql, fill(template, _column_values(todo, _inserted_fields())))
     bump = () if bumped else (_revision_bump(user_id),)
     cursor = execute_together(*bump, insert)
     todo.stored_as(cursor.fetchone()[0] if " RETURNING " in sql else cursor.lastrowid)
@@ -455,7 +483,7 @@ def _get_locked(caller: Caller, todo_id: int, precondition: Precondition) -> Tod
 @lru_cache(maxsize=128)
 def _update_todo_statement(dialect: str, names: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
     # One shape per set of changed fields: what `todo.save(only=…)` runs, built once.
-    query = Todo.update({getattr(Todo, name): Slot(name).value() for name in names})
+    query = Todo.update({_FIELDS_BY_NAME[name]: Slot(name).value() for name in names})
     return compile_once(query.where(Todo.id == Slot("id").value()))
 
 
@@ -471,9 +499,9 @@ def update_todo(
         for name, value in changed.items():
             setattr(todo, name, value)
         todo.updated_at = _next_timestamp(todo.updated_at)
-        names = (*sorted(changed), "updated_at")
+        names = _written_names((*sorted(changed), "updated_at"))
         sql, template = _update_todo_statement(dialect(), names)
-        fields = [getattr(Todo, name) for name in names]
+        fields = [_FIELDS_BY_NAME[name] for name in names]
         execute_together(
             (sql, fill(template, {**_column_values(todo, fields), "id": todo.id})),
             *(_tag_rows(user_id, todo, replace=True) if "tags" in changed else ()),
@@ -514,7 +542,8 @@ def _filter_values(user_id: int, args: dict[str, Any]) -> dict[str, Any]:
         if name in args:
             values[name] = field.db_value(args[name])
     if "q" in args:
-        escaped = args["q"].replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+        text = fold(args["q"]) if is_sqlite() else args["q"]  # PostgreSQL lowers it in the query
+        escaped = text.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
         values["q"] = f"%{escaped}%"
     for position, tag in enumerate(args.get("tag", [])):
         values[f"tag{position}"] = tag
@@ -529,10 +558,10 @@ def _like(column: Any, operator: str, pattern: Node) -> Expression:
 def _search(pattern: Node) -> Expression:
     """`q`: a case-insensitive substring of the title or the description. PostgreSQL's ILIKE is
     `lower(text) LIKE lower(pattern)`, lowering the text at every comparison; the lowered copies the
-    database keeps (migration 0007) give the same answer without that. SQLite: LIKE, which folds
-    ASCII case (peewee writes its ILIKE so)."""
-    if is_sqlite():
-        return _like(Todo.title, OP.ILIKE, pattern) | _like(Todo.description, OP.ILIKE, pattern)
+    database keeps (migration 0007) give the same answer without that. SQLite compares its lowered
+    copies (0008) with the pattern `fold`ed in Python: its own lower() folds A-Z only."""
+    if is_sqlite():  # peewee writes SQLite's LIKE as ILIKE (its LIKE is GLOB there)
+        return _like(TITLE_FOLDED, OP.ILIKE, pattern) | _like(DESCRIPTION_FOLDED, OP.ILIKE, pattern)
     folded = fn.lower(pattern)
     return _like(TITLE_FOLDED, OP.LIKE, folded) | _like(DESCRIPTION_FOLDED, OP.LIKE, folded)
 
@@ -618,7 +647,7 @@ def _ordering(sort: list[tuple[str, bool]], by_tag: bool = False) -> Iterator[No
         yield TodoTag.todo.desc()
         return
     for position, (key, descending) in enumerate(sort):
-        column = SORT_COLUMNS[key]
+        column = _sort_column(key)
         if key != "due_date":
             yield column.desc() if descending else column.asc()
         elif position > 0 and is_sqlite():
