@@ -20,14 +20,14 @@ import httpx
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from rq import SimpleWorker
+from rq import Retry, SimpleWorker
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.helpers import assert_error
 from tests.processes import free_port
 from tests.webhook_receiver import Receiver
-from todoapi.models import Delivery, User
+from todoapi.models import Delivery, User, utcnow
 from todoapi.notifications import channels, jobs, services
 from todoapi.queue import enqueue, get_queue, get_redis
 
@@ -97,13 +97,26 @@ def drain(app: Flask) -> None:
         SimpleWorker([get_queue()], connection=get_redis()).work(burst=True)
 
 
-def retry(app: Flask, delivery_id: int) -> str:
-    """Run the delivery job once more, as RQ's scheduled retry would; "pending" when it asks for another."""
+def backoff_over(app: Flask, delivery_id: int) -> None:
+    """Move the delivery's next attempt to now, as if its backoff had been waited out."""
     with app.app_context():
-        try:
-            return jobs.deliver(delivery_id)
-        except jobs.DeliveryFailed:
-            return "pending"
+        Delivery.update(next_attempt_at=utcnow()).where(Delivery.id == delivery_id).execute()
+
+
+def retry(app: Flask, delivery_id: int) -> str:
+    """Run the delivery job once more, as RQ's scheduled retry does once the backoff is over;
+    "pending" when it asks for another."""
+    backoff_over(app, delivery_id)
+    with app.app_context():
+        outcome = jobs.deliver(delivery_id)
+    return "pending" if isinstance(outcome, Retry) else outcome
+
+
+def scheduled_retries(app: Flask) -> dict[str, datetime]:
+    """RQ's scheduled jobs: id -> when they are due."""
+    with app.app_context():
+        registry = get_queue().scheduled_job_registry
+        return {job_id: registry.get_scheduled_time(job_id) for job_id in registry.get_job_ids()}
 
 
 def the_delivery(client: FlaskClient, auth: dict[str, str]) -> dict[str, Any]:
@@ -329,9 +342,12 @@ def test_a_failed_attempt_is_recorded_and_retried_with_backoff(
     assert error in delivery["last_error"]
     with app.app_context():
         queue = get_queue()
-        [job_id] = queue.scheduled_job_registry.get_job_ids()  # RQ's retry, 10 s out
-        assert queue.fetch_job(job_id).retries_left == services.MAX_ATTEMPTS - 2
+        [delivery_id] = [row.id for row in Delivery.select()]
+        next_attempt_at = Delivery.get_by_id(delivery_id).next_attempt_at
         assert queue.count == 0 and queue.failed_job_registry.count == 0
+    [due] = scheduled_retries(app).values()  # RQ's retry of the job, at the delivery's next attempt
+    assert next_attempt_at <= due <= next_attempt_at + timedelta(seconds=2)
+    assert next_attempt_at - utcnow() > timedelta(seconds=services.RETRY_INTERVALS[0] - 5)
 
 
 def test_retries_reuse_the_webhook_id_until_delivered(
@@ -474,6 +490,108 @@ def test_a_claimed_delivery_is_not_claimed_again(
     assert while_held is None and job_while_held == "skipped"
     assert taken_over.delivery.attempts == 2  # the first holder's job was lost: its lease ran out
     assert after_delivered is None
+    assert receiver.calls == []
+
+
+def test_a_job_before_the_next_attempt_makes_no_attempt(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
+) -> None:
+    set_webhook(client, auth, receiver.url)
+    receiver.answers = [500]
+    create_todo(client, auth, TODAY)
+    [delivery_id] = queue_due_soon(app)
+    drain(app)  # the first attempt fails: the next one is due in 10 s
+
+    with app.app_context():
+        next_attempt_at = Delivery.get_by_id(delivery_id).next_attempt_at
+        # Jobs that run early: a retry left over from an outage beside the one the sweep queued.
+        early = [jobs.deliver(delivery_id) for _ in range(3)]
+        just_before = services.claim_delivery(delivery_id, now=next_attempt_at - timedelta(milliseconds=1))
+        untouched = the_delivery(client, auth)
+        on_time = services.claim_delivery(delivery_id, now=next_attempt_at)
+
+    assert early == ["skipped"] * 3 and just_before is None
+    assert (untouched["status"], untouched["attempts"]) == ("pending", 1)
+    assert len(receiver.calls) == 1
+    assert on_time is not None and on_time.delivery.attempts == 2
+
+
+def test_every_retry_is_due_at_the_deliverys_next_attempt(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
+) -> None:
+    set_webhook(client, auth, receiver.url)
+    receiver.answers = [500, 500]
+    create_todo(client, auth, TODAY)
+    [delivery_id] = queue_due_soon(app)
+    drain(app)
+    first_retry = scheduled_retries(app)
+    # Its retry is held up (no scheduler ran during an outage) and the scan's sweep queues the
+    # delivery again: a new job, whose own retry count starts from zero, makes the second attempt.
+    backoff_over(app, delivery_id)
+    with app.app_context():
+        jobs.enqueue_delivery(delivery_id)
+    drain(app)
+
+    with app.app_context():
+        delivery = Delivery.get_by_id(delivery_id)
+    [due] = [due for job_id, due in scheduled_retries(app).items() if job_id not in first_retry]
+    assert delivery.attempts == 2 and len(receiver.calls) == 2
+    wait = delivery.next_attempt_at - delivery.updated_at
+    assert wait == timedelta(seconds=services.RETRY_INTERVALS[1])  # the second backoff, not the first
+    assert delivery.next_attempt_at <= due <= delivery.next_attempt_at + timedelta(seconds=2)
+    # The retry left over from the first job comes too early: no attempt.
+    with app.app_context():
+        [stale] = first_retry
+        assert jobs.deliver(*get_queue().fetch_job(stale).args) == "skipped"
+    assert len(receiver.calls) == 2
+
+
+def test_an_expected_failure_is_one_line_without_a_traceback(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    receiver: Receiver,
+    redis: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    set_webhook(client, auth, receiver.url)
+    receiver.answers = [500]
+    create_todo(client, auth, TODAY)
+    queue_due_soon(app)
+    caplog.set_level(logging.INFO)
+
+    drain(app)
+
+    assert the_delivery(client, auth)["last_error"] == "receiver answered HTTP 500"
+    [line] = [record for record in caplog.records if record.name == jobs.log.name]
+    assert "status=pending" in line.getMessage()
+    loud = [(record.name, record.levelname) for record in caplog.records if record.levelno >= logging.WARNING]
+    assert loud == []
+    assert not any(record.exc_info or record.exc_text for record in caplog.records)
+    assert "Traceback" not in caplog.text
+
+
+def test_a_crash_in_an_attempt_is_logged_with_its_traceback_and_counted(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    receiver: Receiver,
+    redis: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    set_webhook_in_db(app, receiver.url, "whsec_not base64!")  # a secret the signing library rejects
+    create_todo(client, auth, TODAY)
+    queue_due_soon(app)
+    caplog.set_level(logging.INFO)
+
+    drain(app)
+
+    delivery = the_delivery(client, auth)
+    assert (delivery["status"], delivery["attempts"]) == ("pending", 1)
+    assert delivery["last_error"] == "internal error: Error"
+    [crash] = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert crash.name == jobs.log.name and crash.exc_info is not None
+    assert "Traceback" in caplog.text and "binascii" in caplog.text
     assert receiver.calls == []
 
 

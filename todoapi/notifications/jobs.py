@@ -1,22 +1,19 @@
 """RQ entry points. RQ stores these import paths: renaming one strands the jobs already queued."""
 
 import logging
+import math
 
 from flask import current_app
 from rq import Retry
 
 from todoapi.db import db
-from todoapi.models import utcnow
+from todoapi.models import Delivery, utcnow
 from todoapi.notifications import channels, services
 from todoapi.notifications.schemas import NotificationSchema
 from todoapi.ops.metrics import NOTIFICATIONS
 from todoapi.queue import enqueue
 
 log = logging.getLogger(__name__)
-
-
-class DeliveryFailed(Exception):
-    """Raised so that RQ retries the job with backoff."""
 
 
 def scan_due_soon() -> dict[str, int]:
@@ -32,13 +29,16 @@ def scan_due_soon() -> dict[str, int]:
 
 
 def enqueue_delivery(delivery_id: int) -> None:
+    # A failed attempt schedules its own retry (`deliver`); this Retry is for a job that raised
+    # (the database down, say), whose traceback RQ logs.
     enqueue(
         deliver, delivery_id, retry=Retry(max=services.MAX_ATTEMPTS - 1, interval=services.RETRY_INTERVALS)
     )
 
 
-def deliver(delivery_id: int) -> str:
-    """One attempt at one delivery; raises on a failure that will be retried."""
+def deliver(delivery_id: int) -> str | Retry:
+    """One attempt at one delivery. After a failure to retry it returns RQ's Retry, due at the
+    delivery's `next_attempt_at`: an expected outcome, logged once below, not an exception."""
     with db.connection_context():
         claimed = services.claim_delivery(delivery_id)
         if claimed is None:
@@ -64,8 +64,19 @@ def deliver(delivery_id: int) -> str:
         error,
     )
     if status == "pending":
-        raise DeliveryFailed(f"{claimed.delivery.channel}: {error}")
+        return _retry_at(claimed.delivery)
     return status
+
+
+def _retry_at(delivery: Delivery) -> Retry:
+    """The retry of this job, due no sooner than the delivery's next attempt (claims before it skip).
+
+    Not RQ's intervals from the enqueue: a job queued again by the sweep counts its retries from zero,
+    while the backoff follows the delivery's attempts. RQ schedules in whole seconds, rounded down;
+    hence the extra second.
+    """
+    wait = (delivery.next_attempt_at - utcnow()).total_seconds()
+    return Retry(max=services.MAX_ATTEMPTS - 1, interval=max(0, math.ceil(wait)) + 1)
 
 
 def _send(claimed: services.Claimed) -> None:

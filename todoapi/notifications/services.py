@@ -178,13 +178,16 @@ class Claimed:
 
 
 def claim_delivery(delivery_id: int, now: datetime | None = None) -> Claimed | None:
-    """Take the lease on a pending delivery and count the attempt; None if it is not ours to send."""
+    """Take the lease on a pending delivery that is due and count the attempt; None if it is not
+    ours to send now: delivered, failed, held by another job, or its backoff not over (a stale or
+    duplicate job: the one that recorded the last attempt, or the sweep, sends it when due)."""
     now = now or utcnow()
     taken = (
         Delivery.update(lease_until=now + LEASE, attempts=Delivery.attempts + 1, updated_at=now)
         .where(
             (Delivery.id == delivery_id)
             & (Delivery.status == "pending")
+            & (Delivery.next_attempt_at <= now)
             & (Delivery.lease_until.is_null() | (Delivery.lease_until < now))
         )
         .execute()
@@ -202,7 +205,8 @@ def claim_delivery(delivery_id: int, now: datetime | None = None) -> Claimed | N
 
 
 def finish_delivery(delivery: Delivery, error: str | None, now: datetime | None = None) -> str:
-    """Record one attempt's outcome; returns the new status. Failures retry until MAX_ATTEMPTS."""
+    """Record one attempt's outcome, in the row and on `delivery`; returns the new status. Failures
+    retry until MAX_ATTEMPTS, each at its `next_attempt_at`."""
     now = now or utcnow()
     if error is None:
         status, next_attempt = "delivered", now
@@ -213,9 +217,16 @@ def finish_delivery(delivery: Delivery, error: str | None, now: datetime | None 
         next_attempt = now + timedelta(
             seconds=RETRY_INTERVALS[min(delivery.attempts, len(RETRY_INTERVALS)) - 1]
         )
-    Delivery.update(
-        status=status, last_error=error, lease_until=None, next_attempt_at=next_attempt, updated_at=now
-    ).where(Delivery.id == delivery.id).execute()
+    outcome = {
+        "status": status,
+        "last_error": error,
+        "lease_until": None,
+        "next_attempt_at": next_attempt,
+        "updated_at": now,
+    }
+    Delivery.update(**outcome).where(Delivery.id == delivery.id).execute()
+    for name, value in outcome.items():
+        setattr(delivery, name, value)
     return status
 
 
