@@ -1,18 +1,26 @@
 """Redis and the job queue: one client per app, created by the factory; the worker loop."""
 
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from multiprocessing import get_context
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.client import PubSub, PubSubWorkerThread
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import StopRequested
 from rq.job import Job
+from rq.scheduler import RQScheduler
 
 from todoapi.ops.logs import request_id_var
 
@@ -22,6 +30,8 @@ log = logging.getLogger(__name__)
 REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 5, "health_check_interval": 30}
 QUEUE_NAME = "default"
 MAX_BACKOFF_SECONDS = 30
+# How soon a worker notices that its scheduler process died or that the scheduler lock is free.
+SCHEDULER_CHECK_SECONDS = 2
 
 
 def init_redis(app: Flask) -> None:
@@ -61,8 +71,117 @@ class _TracedJobs:
             request_id_var.reset(token)
 
 
+class AppScheduler(RQScheduler):
+    """RQ's scheduler process, ending with one log line when Redis goes away (the worker starts it
+    again). RQ's own process function logs a traceback, and multiprocessing prints another, raw, on
+    stderr."""
+
+    def start(self) -> BaseProcess:
+        self._status = self.Status.STARTED
+        self._connection = None  # the process opens a pool of its own after the fork
+        process = get_context("fork").Process(target=_run_scheduler, args=(self,), name="Scheduler")
+        process.start()
+        self._process = process  # type: ignore[assignment]  # RQ leaves the attribute unannotated
+        return process
+
+
+def _run_scheduler(scheduler: RQScheduler) -> None:
+    log.info("scheduler started pid=%s queues=%s", os.getpid(), ",".join(sorted(scheduler.acquired_locks)))
+    try:
+        scheduler.work()
+    except RedisError as exc:
+        if scheduler._stop_requested:  # stopping with its worker: its locks expire by themselves
+            log.info("scheduler stopped; redis unavailable (%s)", type(exc).__name__)
+            return
+        log.warning(
+            "scheduler lost redis (%s); the worker starts another once redis answers", type(exc).__name__
+        )
+        sys.exit(1)
+    except Exception:
+        log.exception("scheduler crashed; the worker starts another")
+        sys.exit(1)
+
+
 class AppWorker(_TracedJobs, Worker):
-    pass
+    """RQ's forking worker, which keeps its scheduler running.
+
+    RQ looks at the scheduler process only in its maintenance pass (every 10 minutes), and an idle
+    worker waits up to 405 s in one BLPOP: a scheduler that died in a Redis outage, or that could not
+    start because an older worker held the lock, left retries waiting for minutes. This worker waits
+    for jobs in turns of a few seconds and between them starts the scheduler again, through RQ's
+    own `acquire_locks(auto_start=True)`, as soon as its process is gone and the lock is free.
+    """
+
+    # RQ's reconnect backoff grows to this (its default is 60 s): back at work within seconds of Redis.
+    max_connection_wait_time = 10.0
+    _scheduler_checked_at = 0.0
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return SCHEDULER_CHECK_SECONDS
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        return bool(super().should_run_maintenance_tasks) or self._scheduler_stopped()
+
+    def run_maintenance_tasks(self) -> None:
+        if super().should_run_maintenance_tasks:
+            super().run_maintenance_tasks()  # registries, and RQ's own scheduler check
+        elif self.scheduler is not None:
+            self.scheduler.acquire_locks(auto_start=True)
+
+    def _scheduler_stopped(self) -> bool:
+        """Whether the scheduler process is not running; asked at most every SCHEDULER_CHECK_SECONDS."""
+        if self.scheduler is None or self.last_cleaned_at is None:  # none wanted, or work() starts it
+            return False
+        now = time.monotonic()
+        if now - self._scheduler_checked_at < SCHEDULER_CHECK_SECONDS:
+            return False
+        self._scheduler_checked_at = now
+        process = self.scheduler._process
+        if process is not None and process.is_alive():  # is_alive() also reaps a process that ended
+            return False
+        # Forget an ended process: RQ's stop_scheduler would signal its pid, which the system may reuse.
+        self.scheduler._process = None
+        return True
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's own, with AppScheduler."""
+        self.scheduler = AppScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
+
+    def _pubsub_exception_handler(
+        self, exc: Exception, pubsub: PubSub, pubsub_thread: PubSubWorkerThread
+    ) -> None:
+        # RQ logs an error here every 2 s of an outage; the dequeue loop already reports it.
+        if isinstance(exc, RedisConnectionError):
+            time.sleep(2.0)
+        else:
+            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
 
 
 class AppSimpleWorker(_TracedJobs, SimpleWorker):
@@ -82,16 +201,28 @@ class Ticker(threading.Thread):
         self.lock_key = f"todoapi:tick:{func.__module__}.{func.__name__}"
 
     def run(self) -> None:
+        name, pause = self.func.__name__, min(1.0, self.interval / 4)
+        down_since: float | None = None  # logged once when an outage starts and once when it ends
         with self.app.app_context():
             while True:
                 try:
                     if get_redis().set(self.lock_key, "1", nx=True, ex=self.interval):
                         get_queue().enqueue(self.func)
+                    if down_since is not None:
+                        log.info(
+                            "ticker for %s: redis is back after %.0f s", name, time.monotonic() - down_since
+                        )
+                        down_since = None
                 except RedisError as exc:
-                    log.warning(
-                        "ticker for %s: redis unavailable (%s)", self.func.__name__, type(exc).__name__
-                    )
-                time.sleep(min(1.0, self.interval / 4))
+                    if down_since is None:
+                        down_since = time.monotonic()
+                        log.warning(
+                            "ticker for %s: redis unavailable (%s); retrying every %g s",
+                            name,
+                            type(exc).__name__,
+                            pause,
+                        )
+                time.sleep(pause)
 
 
 def run_worker(app: Flask, every: Mapping[Callable[..., Any], int] | None = None) -> None:
@@ -99,8 +230,8 @@ def run_worker(app: Flask, every: Mapping[Callable[..., Any], int] | None = None
     with app.app_context():
         for func, interval in (every or {}).items():
             Ticker(app, func, interval).start()
-        # The worker blocks on BLPOP for up to RQ's dequeue timeout (405 s): its client must not
-        # time out sooner, unlike the web's short-timeout client.
+        # The worker blocks on BLPOP for its dequeue timeout: its client must not time out sooner,
+        # unlike the web's short-timeout client.
         connection = Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=600)
         backoff = 1.0
         while True:
@@ -110,10 +241,13 @@ def run_worker(app: Flask, every: Mapping[Callable[..., Any], int] | None = None
                 worker = AppWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection)
                 worker.work(with_scheduler=True)
             except RedisError as exc:
+                if _stop_requested(worker):
+                    log.info("worker stopped; redis unavailable (%s)", type(exc).__name__)
+                    return
                 log.error("worker lost redis (%s); restarting in %.0f s", type(exc).__name__, backoff)
             except (StopRequested, KeyboardInterrupt):
                 return
-            if worker is not None and (worker._stop_requested or worker._shutdown_requested_date is not None):
+            if _stop_requested(worker):
                 return  # SIGTERM/SIGINT: RQ finished its warm shutdown
             if time.monotonic() - started > 60:
                 backoff = 1.0  # it ran fine for a while: this is a new outage
@@ -123,8 +257,13 @@ def run_worker(app: Flask, every: Mapping[Callable[..., Any], int] | None = None
             try:
                 time.sleep(backoff)
             except KeyboardInterrupt:
+                log.info("worker stopped before its restart")
                 return
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+def _stop_requested(worker: Worker | None) -> bool:
+    return worker is not None and (worker._stop_requested or worker._shutdown_requested_date is not None)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

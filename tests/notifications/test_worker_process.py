@@ -2,7 +2,9 @@
 
 Proves the issue "Due-soon notifications" end to end: two workers (two tickers, two schedulers)
 notify each eligible todo exactly once; SIGKILL mid-scan and mid-delivery loses and duplicates
-nothing; the worker rides out a Redis outage without a restart; SIGTERM stops it.
+nothing; the worker rides out a Redis outage without a restart; SIGTERM stops it. A delivery's
+retry scheduled with backoff runs within seconds of a Redis outage ending, or of another worker's
+scheduler lock going, with logs that stay JSON lines.
 
 Each test starts its own `redis-server` on a free loopback port (so that it can be stopped and
 restarted) and its workers the way the Procfile does (`sh -c` from the repository root, env only,
@@ -10,6 +12,7 @@ a process group each; `exec` so that the exit status is the worker's), and kills
 started on the way out, RQ's work horses included.
 """
 
+import json
 import os
 import random
 import shlex
@@ -31,9 +34,10 @@ from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
+from rq.scheduler import RQScheduler
 
 from tests.conftest import FAST_ARGON2, empty_postgres
-from tests.processes import RedisServer, ShellProcess, wait_for
+from tests.processes import RedisServer, ShellProcess, processes, wait_for
 from tests.webhook_receiver import Receiver
 from todoapi import create_app
 from todoapi.db import db
@@ -516,3 +520,101 @@ def test_an_idle_worker_keeps_waiting_for_jobs_while_redis_is_up(stack):
         names = {found.name for found in stack.rq_workers()}
         assert names == {name}, f"the RQ worker {name} was replaced by {names}\n{worker.output()}"
         time.sleep(0.2)
+
+
+# --- the scheduler: delivery retries after an outage or a lock held elsewhere ----------------------
+
+
+def hooked_todo(stack: Stack, url: str) -> None:
+    """One webhook user (UTC) with one todo due today: the worker's first scan makes one delivery."""
+    make_users(stack, 1, webhook_url=url)
+    [user_id] = [row[0] for row in stack.sql("SELECT id FROM users")]
+    insert_todos(stack, [{"user": user_id, "title": "hooked", "due_date": utcnow().date(), "done": False}])
+
+
+def scheduled_jobs(stack: Stack) -> int:
+    return Queue("default", connection=stack.redis).scheduled_job_registry.count
+
+
+def first_attempt_failed(stack: Stack, hook: Receiver, worker: ShellProcess) -> None:
+    """Wait until the worker's first attempt got its 500 and RQ holds the retry (due in 10 s)."""
+    wait_for(
+        lambda: len(hook.calls) == 1 and scheduled_jobs(stack) == 1,
+        30,
+        "a failed first attempt and its retry scheduled",
+        alive=(worker,),
+    )
+    assert stack.sql("SELECT status, attempts FROM deliveries") == [("pending", 1)]
+
+
+def log_lines(worker: ShellProcess) -> list[dict[str, Any]]:
+    """The worker's output, every line of which must be a JSON object."""
+    lines = []
+    for line in worker.log_path.read_text().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}\n{worker.output()}") from None
+    return lines
+
+
+def zombies(pid: int) -> list[int]:
+    return [child for child, state, parent, _group in processes() if parent == pid and state == "Z"]
+
+
+def test_a_retry_due_during_a_redis_outage_is_sent_soon_after_without_the_sweep(stack):
+    with Receiver() as hook:
+        hook.answers = [500]
+        hooked_todo(stack, hook.url)
+        worker = stack.start_worker(interval=3600)  # one scan, at start: no sweep in this test
+        first_attempt_failed(stack, hook, worker)
+
+        stack.redis.save()  # a Redis that keeps its data over a restart, the retry included
+        stack.redis_server.stop()
+        outage_ends = time.monotonic() + 4
+        wait_for(lambda: time.monotonic() > outage_ends, 10, "four seconds of outage", alive=(worker,))
+        stack.redis_server.start()
+        wait_for(lambda: len(hook.calls) == 2, 30, "the retry sent after the outage", alive=(worker,))
+
+    wait_for(
+        lambda: stack.sql("SELECT status, attempts FROM deliveries") == [("delivered", 2)],
+        10,
+        "the second attempt recorded",
+        alive=(worker,),
+    )
+    assert zombies(worker.process.pid) == [], "the scheduler process that died was not reaped"
+    lines = log_lines(worker)
+    assert not any("Traceback" in line["message"] or "exc_info" in line for line in lines), worker.output()
+    ticker = [line["message"] for line in lines if line["message"].startswith("ticker for scan_due_soon")]
+    assert len(ticker) == 2 and "unavailable" in ticker[0] and "back" in ticker[1], ticker
+
+
+def test_a_scheduler_lock_held_elsewhere_delays_retries_only_until_it_is_free(stack):
+    # The lock of a worker that was stopped or killed moments ago, about to expire.
+    lock = RQScheduler.get_locking_key("default")
+    stack.redis.set(lock, "an-old-workers-scheduler", ex=6)
+    with Receiver() as hook:
+        hook.answers = [500]
+        hooked_todo(stack, hook.url)
+        worker = stack.start_worker(interval=3600)
+        first_attempt_failed(stack, hook, worker)
+        assert stack.redis.get(lock) == b"an-old-workers-scheduler"  # so this worker started no scheduler
+
+        wait_for(lambda: len(hook.calls) == 2, 30, "the retry sent once the lock expired", alive=(worker,))
+
+    assert stack.redis.get(lock) != b"an-old-workers-scheduler"
+
+
+def test_sigterm_while_redis_is_down_stops_without_announcing_a_restart(stack):
+    worker = stack.start_worker(interval=3600)
+    _wait_until_idle_after_first_scan(stack, worker)
+    stack.redis_server.stop()
+    backing_off = time.monotonic() + 2
+    wait_for(lambda: time.monotonic() > backing_off, 10, "the worker waiting for redis", alive=(worker,))
+
+    worker.signal_group(signal.SIGTERM)
+
+    assert worker.wait_for_exit(15), "still running 15 s after SIGTERM:\n" + worker.output()
+    assert worker.process.returncode in (0, -signal.SIGTERM), worker.output()
+    assert "restarting" not in worker.log_path.read_text(), worker.output()
+    assert any(line["message"].startswith("worker stopped") for line in log_lines(worker)), worker.output()
