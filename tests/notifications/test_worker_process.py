@@ -592,7 +592,7 @@ def test_a_retry_due_during_a_redis_outage_is_sent_soon_after_without_the_sweep(
 def test_a_scheduler_lock_held_elsewhere_delays_retries_only_until_it_is_free(stack):
     # The lock of a worker that was stopped or killed moments ago, about to expire.
     lock = RQScheduler.get_locking_key("default")
-    stack.redis.set(lock, "an-old-workers-scheduler", ex=6)
+    stack.redis.set(lock, "an-old-workers-scheduler", ex=10)
     with Receiver() as hook:
         hook.answers = [500]
         hooked_todo(stack, hook.url)
