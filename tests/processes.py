@@ -10,7 +10,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,27 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+from tests.conftest import REDIS_URL
+
 ROOT = Path(__file__).resolve().parent.parent
 # The Procfile's process types and their commands, as a platform reads them.
 PROCFILE = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+
+
+def platform_environ(workdir: Path, database: str = "platform.db", **settings: str) -> dict[str, str]:
+    """What a platform gives a process: SPEC's variables only (and `settings`), the project's
+    virtualenv first on PATH, a SQLite file in `workdir`, a free port, production's secret check."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "HOME": str(workdir),
+        "DATABASE_URL": f"sqlite:///{workdir / database}",
+        "REDIS_URL": REDIS_URL,
+        "PORT": str(free_port()),
+        "WEB_CONCURRENCY": "2",
+        "APP_ENV": "production",
+        "JWT_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
+        **settings,
+    }
 
 
 def run_release(env: dict[str, str]) -> None:

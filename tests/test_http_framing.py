@@ -3,17 +3,12 @@ raw sockets. Bodies over the limit, sent with a length or chunked, and requests 
 refuses, all answer in the error shape, and a connection is closed only when the response says so."""
 
 import json
-import os
 import socket
-import sys
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REDIS_URL
-from tests.processes import PROCFILE, ShellProcess, free_port, run_release, wait_for
+from tests.processes import PROCFILE, ShellProcess, platform_environ, run_release, wait_for
 
 LIMIT = 1024 * 1024
 
@@ -21,16 +16,7 @@ LIMIT = 1024 * 1024
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     workdir = tmp_path_factory.mktemp("framing")
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "HOME": str(workdir),
-        "DATABASE_URL": f"sqlite:///{workdir / 'framing.db'}",
-        "REDIS_URL": REDIS_URL,
-        "PORT": str(free_port()),
-        "WEB_CONCURRENCY": "1",
-        "APP_ENV": "production",
-        "JWT_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
-    }
+    env = platform_environ(workdir, "framing.db", WEB_CONCURRENCY="1")
     run_release(env)
     process = ShellProcess(PROCFILE["web"], env, workdir / "web.log")
     port = int(env["PORT"])

@@ -7,11 +7,9 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +20,7 @@ from redis import Redis
 from rq import Worker
 
 from tests.conftest import REDIS_URL
-from tests.processes import PROCFILE, ROOT, free_port, live_children, run_release, wait_for
+from tests.processes import PROCFILE, ROOT, free_port, live_children, platform_environ, run_release, wait_for
 from tests.webhook_receiver import Receiver
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -31,16 +29,7 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 @pytest.fixture
 def platform_env(tmp_path: Path) -> dict[str, str]:
     """Only SPEC variables, with the project's virtualenv first on PATH."""
-    return {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "HOME": str(tmp_path),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'platform.db'}",
-        "REDIS_URL": REDIS_URL,
-        "PORT": str(free_port()),
-        "WEB_CONCURRENCY": "2",
-        "APP_ENV": "production",
-        "JWT_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
-    }
+    return platform_environ(tmp_path)
 
 
 def repository_copy(path: Path) -> Path:

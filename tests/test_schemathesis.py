@@ -31,8 +31,7 @@ from urllib.parse import urlencode
 import jsonschema_rs
 import pytest
 
-from tests.conftest import REDIS_URL
-from tests.processes import PROCFILE, ROOT, free_port, run_release
+from tests.processes import PROCFILE, ROOT, platform_environ, run_release
 from todoapi.todos.schemas import SORT_KEYS
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -237,20 +236,14 @@ def judge(findings: list[Finding], output: str, known: tuple[Known, ...], probe:
 class Server:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.env = {
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            "HOME": str(workdir),
-            "DATABASE_URL": f"sqlite:///{workdir / 'schemathesis.db'}",
-            "REDIS_URL": REDIS_URL,
-            "PORT": str(free_port()),
-            "WEB_CONCURRENCY": "2",
-            "APP_ENV": "production",
-            "JWT_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
+        self.env = platform_environ(
+            workdir,
+            "schemathesis.db",
             # Webhook URLs are taken as given: no DNS look-up leaves the machine.
-            "WEBHOOK_ALLOW_PRIVATE": "true",
-            "LOGIN_RATE_LIMIT": "100000/minute",
-            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
-        }
+            WEBHOOK_ALLOW_PRIVATE="true",
+            LOGIN_RATE_LIMIT="100000/minute",
+            PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
+        )
         self.base = f"http://127.0.0.1:{self.env['PORT']}"
         self.log_path = workdir / "web.log"
         self.process: subprocess.Popen[bytes] | None = None

@@ -30,8 +30,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from tests.conftest import REDIS_URL
-from tests.processes import ROOT, free_port, live_children
+from tests.processes import ROOT, live_children, platform_environ
 from tests.test_procfile import PROCFILE, gunicorn_master, stop, wait_for_workers
 from tests.webhook_receiver import Receiver
 
@@ -129,19 +128,14 @@ def sign_up(server: Server, email: str) -> dict[str, Any]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("gunicorn")
     metrics_dir = home / "metrics"  # fresh: gunicorn.conf.py creates it
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "HOME": str(home),
-        "DATABASE_URL": f"sqlite:///{home / 'web.db'}",
-        "REDIS_URL": REDIS_URL,
-        "PORT": str(free_port()),
-        "WEB_CONCURRENCY": str(WORKERS),
-        "APP_ENV": "production",
-        "JWT_SECRET_KEY": f"jwt-{uuid.uuid4().hex}{uuid.uuid4().hex}",
-        "WEBHOOK_ALLOW_PRIVATE": "true",
-        "LOGIN_RATE_LIMIT": "1000/minute",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
+    env = platform_environ(
+        home,
+        "web.db",
+        WEB_CONCURRENCY=str(WORKERS),
+        WEBHOOK_ALLOW_PRIVATE="true",
+        LOGIN_RATE_LIMIT="1000/minute",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    )
     release = subprocess.run(
         ["sh", "-c", PROCFILE["release"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
