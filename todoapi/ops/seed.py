@@ -8,7 +8,7 @@ from typing import Any
 from todoapi.auth.services import hasher
 from todoapi.db import db, is_postgres
 from todoapi.models import Todo, TodoTag, User, utcnow
-from todoapi.todos.services import FOLDED_COPIES, fold
+from todoapi.todos.services import folded_copies
 
 VOCABULARY = [
     "home",
@@ -52,9 +52,8 @@ def _insert_todos(rows: list[dict[str, Any]]) -> None:
         ids = [row[0] for row in Todo.insert_many(rows).returning(Todo.id).tuples().execute()]
     else:
         # SQLite's lowered copies are the application's to write (migration 0008).
-        folded = [{**row, **{copy: fold(row[name]) for name, copy in FOLDED_COPIES.items()}} for row in rows]
         # One statement, one writer: SQLite assigns consecutive rowids ending at the last one.
-        last = Todo.insert_many(folded).execute()
+        last = Todo.insert_many([{**row, **folded_copies(row)} for row in rows]).execute()
         ids = list(range(last - len(rows) + 1, last + 1))
     tags = [
         {"todo": todo_id, "user": row["user"], "tag": tag, "created_at": row["created_at"]}

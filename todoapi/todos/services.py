@@ -66,11 +66,18 @@ SORT_COLUMNS: dict[str, Any] = {
 }
 # SQLite's lower() folds A-Z only: there the application keeps lowered copies (migration 0008).
 FOLDED_COPIES = {"title": TITLE_FOLDED, "description": DESCRIPTION_FOLDED}
+_COPY_OF = {source: copy.name for source, copy in FOLDED_COPIES.items()}  # "title": "title_folded"
+_SOURCE_OF = {copy: source for source, copy in _COPY_OF.items()}
 
 
 def fold(text: str) -> str:
     """The lowered copy SQLite keeps of a title or description, and the search text's form there."""
     return text.lower()
+
+
+def folded_copies(values: dict[str, Any]) -> dict[Any, str]:
+    """The lowered copies of a todo's text (`values` by field name), by column: SQLite's to write."""
+    return {copy: fold(values[source]) for source, copy in FOLDED_COPIES.items()}
 
 
 def _sort_column(key: str) -> Any:
@@ -260,8 +267,7 @@ def _written_names(names: Iterable[str]) -> tuple[str, ...]:
     """The columns a change of `names` writes: on SQLite, with the lowered copies of the text."""
     if not is_sqlite():
         return tuple(names)
-    copies = {name: field.name for name, field in FOLDED_COPIES.items()}
-    return tuple(written for name in names for written in (name, copies.get(name)) if written)
+    return tuple(written for name in names for written in (name, _COPY_OF.get(name)) if written)
 
 
 _FIELDS_BY_NAME = {field.name: field for field in (*Todo._meta.sorted_fields, *FOLDED_COPIES.values())}
@@ -290,9 +296,9 @@ def _column_values(todo: Todo, fields: Iterable[Any]) -> dict[str, Any]:
 def _column_value(todo: Todo, field: Any) -> Any:
     if isinstance(field, JSONField):
         return json.dumps(todo.tags, separators=(",", ":"))
-    if field.name in todo.__data__:
-        return field.db_value(todo.__data__[field.name])
-    return fold(todo.__data__[field.name.removesuffix("_folded")])  # a lowered copy (SQLite)
+    if field.name in _SOURCE_OF:  # a lowered copy (SQLite)
+        return fold(todo.__data__[_SOURCE_OF[field.name]])
+    return field.db_value(todo.__data__[field.name])
 
 
 @lru_cache(maxsize=4)
