@@ -10,12 +10,14 @@ from collections.abc import Callable, Mapping
 from multiprocessing import get_context
 from multiprocessing.process import BaseProcess
 from typing import Any
+from uuid import uuid4
 
 from flask import Flask, current_app
 from redis import Redis
 from redis.client import PubSub, PubSubWorkerThread
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker, Worker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import StopRequested
@@ -115,6 +117,10 @@ class AppWorker(_TracedJobs, Worker):
     # RQ's reconnect backoff grows to this (its default is 60 s): back at work within seconds of Redis.
     max_connection_wait_time = 10.0
     _scheduler_checked_at = 0.0
+    # The name the scheduler holds its lock under. `run_worker` keeps one for all the workers it starts
+    # in turn: the lock of a scheduler stopped while Redis was away (so never released) is then taken
+    # back by the next one at once, not after the lock's 61 s expiry.
+    scheduler_name: str | None = None
 
     @property
     def dequeue_timeout(self) -> int:
@@ -160,6 +166,7 @@ class AppWorker(_TracedJobs, Worker):
             date_format=date_format,
             log_format=log_format,
             serializer=self.serializer,
+            name=self.scheduler_name,
         )
         self.scheduler.acquire_locks()
         if not self.scheduler.acquired_locks:
@@ -182,6 +189,21 @@ class AppWorker(_TracedJobs, Worker):
             time.sleep(2.0)
         else:
             super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+
+
+class _OutageWithoutTraceback(logging.Filter):
+    """RQ logs a worker that quits because Redis went away mid-job with a traceback, and `run_worker`
+    says so again as it restarts the worker: one line naming the error is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (RedisConnectionError, RedisTimeoutError)):
+            record.msg = f"{record.msg} (redis unavailable: {type(record.exc_info[1]).__name__})"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_outage_without_traceback = _OutageWithoutTraceback()
 
 
 class AppSimpleWorker(_TracedJobs, SimpleWorker):
@@ -227,18 +249,22 @@ class Ticker(threading.Thread):
 
 def run_worker(app: Flask, every: Mapping[Callable[..., Any], int] | None = None) -> None:
     """Work the queue until SIGTERM/SIGINT, surviving Redis outages; tick the repeating jobs."""
+    logging.getLogger("rq.worker").addFilter(_outage_without_traceback)
     with app.app_context():
         for func, interval in (every or {}).items():
             Ticker(app, func, interval).start()
         # The worker blocks on BLPOP for its dequeue timeout: its client must not time out sooner,
         # unlike the web's short-timeout client.
         connection = Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=600)
+        # Safe to share: RQ's teardown stops (and joins) a worker's scheduler before the next starts.
+        scheduler_name = uuid4().hex
         backoff = 1.0
         while True:
             worker = None
             started = time.monotonic()
             try:
                 worker = AppWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection)
+                worker.scheduler_name = scheduler_name
                 worker.work(with_scheduler=True)
             except RedisError as exc:
                 if _stop_requested(worker):

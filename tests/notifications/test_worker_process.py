@@ -3,8 +3,8 @@
 Proves the issue "Due-soon notifications" end to end: two workers (two tickers, two schedulers)
 notify each eligible todo exactly once; SIGKILL mid-scan and mid-delivery loses and duplicates
 nothing; the worker rides out a Redis outage without a restart; SIGTERM stops it. A delivery's
-retry scheduled with backoff runs within seconds of a Redis outage ending, or of another worker's
-scheduler lock going, with logs that stay JSON lines.
+retry scheduled with backoff runs within seconds of a Redis outage ending (one that caught a job in
+flight included), or of another worker's scheduler lock going, with logs that stay JSON lines.
 
 Each test starts its own `redis-server` on a free loopback port (so that it can be stopped and
 restarted) and its workers the way the Procfile does (`sh -c` from the repository root, env only,
@@ -587,6 +587,34 @@ def test_a_retry_due_during_a_redis_outage_is_sent_soon_after_without_the_sweep(
     assert not any("Traceback" in line["message"] or "exc_info" in line for line in lines), worker.output()
     ticker = [line["message"] for line in lines if line["message"].startswith("ticker for scan_due_soon")]
     assert len(ticker) == 2 and "unavailable" in ticker[0] and "back" in ticker[1], ticker
+
+
+def test_a_worker_restarted_after_an_outage_mid_job_takes_its_scheduler_lock_back_at_once(stack):
+    # Redis goes while a job is in flight: RQ's loop quits (it survives an outage only while it waits
+    # for jobs) and `run_worker` starts a new worker. The lock of the scheduler stopped in the outage
+    # was never released and lives for 61 s; the new worker's scheduler must not wait that long.
+    with Receiver() as hook:
+        hook.answers = [500]
+        hooked_todo(stack, hook.url)
+        worker = stack.start_worker(interval=3600)
+        first_attempt_failed(stack, hook, worker)
+        in_flight = Queue("default", connection=stack.redis).enqueue(time.sleep, 3)
+        wait_for(
+            lambda: in_flight.get_status(refresh=True) == "started", 10, "a job in flight", alive=(worker,)
+        )
+
+        stack.redis.save()
+        stack.redis_server.stop()
+        outage_ends = time.monotonic() + 5
+        wait_for(lambda: time.monotonic() > outage_ends, 10, "five seconds of outage", alive=(worker,))
+        stack.redis_server.start()
+        wait_for(lambda: len(hook.calls) == 2, 20, "the retry sent after the outage", alive=(worker,))
+
+    lines = log_lines(worker)
+    messages = [line["message"] for line in lines]
+    assert any("worker lost redis" in message for message in messages), worker.output()
+    assert sum("scheduler started" in message for message in messages) == 2, worker.output()
+    assert not any("Traceback" in line["message"] or "exc_info" in line for line in lines), worker.output()
 
 
 def test_a_scheduler_lock_held_elsewhere_delays_retries_only_until_it_is_free(stack):
