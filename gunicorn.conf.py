@@ -41,6 +41,8 @@ control_socket_disable = True
 
 accesslog = None
 errorlog = "-"
+# gunicorn's own lines (start, workers, signals) as JSON lines, like the application's.
+logger_class = "todoapi.ops.serving.JsonLogger"
 
 
 def pre_fork(server, worker):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ import pytest
 from gunicorn.config import Config
 
 from todoapi.ops import serving
+from todoapi.ops.logs import JsonLinesHandler
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +66,29 @@ def test_a_stopping_worker_leaves_the_table_so_that_no_connection_is_left_to_it(
     worker._publish()
     assert serving.least_loaded_other(worker._entry + 1, time.monotonic()) is None
     worker.tmp.close()
+
+
+def gunicorns_handlers(logger: serving.JsonLogger) -> list[logging.Handler]:
+    """The handlers gunicorn's setup put on its error log (pytest's capture adds its own)."""
+    return [handler for handler in logger.error_log.handlers if getattr(handler, "_gunicorn", False)]
+
+
+def test_gunicorn_lines_on_stderr_are_json_lines_and_a_reload_does_not_stack_them() -> None:
+    config = Config()
+    config.set("errorlog", "-")
+    logger = serving.JsonLogger(config)
+    logger.setup(config)  # what a configuration reload (SIGHUP) runs again
+    [handler] = gunicorns_handlers(logger)
+    assert isinstance(handler, JsonLinesHandler)
+    assert logger.error_log.propagate is False  # not written twice, by the root's handler too
+
+
+def test_a_gunicorn_error_log_file_keeps_gunicorn_text(tmp_path) -> None:
+    config = Config()
+    config.set("errorlog", str(tmp_path / "error.log"))
+    logger = serving.JsonLogger(config)
+    logger.error_log.info("Booting worker with pid: %s", 1)
+    [handler] = gunicorns_handlers(logger)
+    handler.flush()
+    assert type(handler) is logging.FileHandler
+    assert "[INFO] Booting worker with pid: 1" in (tmp_path / "error.log").read_text()

@@ -1,5 +1,6 @@
 """gunicorn's threaded worker, with kept-alive connections spread evenly over the workers, the
-application's `Connection: close` honoured, and gunicorn's own errors in the API's error shape.
+application's `Connection: close` honoured, and gunicorn's own errors in the API's error shape;
+gunicorn's own log lines as the application's JSON lines.
 
 All workers listen on one inherited socket and wake together when connections arrive; whichever
 gets there first accepts them. A client that opens a pool of kept-alive connections at once (a
@@ -10,6 +11,7 @@ and one that holds more than the least loaded live worker leaves a new connectio
 """
 
 import ctypes
+import logging
 import multiprocessing
 import os
 import time
@@ -17,8 +19,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from gunicorn import util
+from gunicorn import glogging, util
 from gunicorn.workers.gthread import ThreadWorker
+
+from todoapi.ops.logs import JsonLinesHandler
 
 # Enough for any WEB_CONCURRENCY on one machine; a worker that finds no free entry accepts as usual.
 ENTRIES = 64
@@ -140,3 +144,20 @@ class BalancedThreadWorker(ThreadWorker):
             timeout = min(timeout, pause_left)  # wake when the pause ends, to listen again
         super().wait_for_and_dispatch_events(timeout)
         self._publish()
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's own lines on stderr (start, workers booted and exiting, signals, timeouts) as the
+    application's JSON lines, so that whatever reads the web's log reads one format. An error log
+    written to a file (`--error-logfile`) keeps gunicorn's text."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        if cfg.errorlog != "-":
+            return
+        for handler in list(self.error_log.handlers):
+            if type(handler) is logging.StreamHandler and getattr(handler, "_gunicorn", False):
+                self.error_log.removeHandler(handler)
+        handler = JsonLinesHandler()
+        handler._gunicorn = True  # type: ignore[attr-defined]  # gunicorn's next setup() replaces it
+        self.error_log.addHandler(handler)
