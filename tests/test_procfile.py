@@ -114,13 +114,7 @@ def test_release_then_web_serves_the_api_on_port_with_web_concurrency_workers(re
         healthcheck = json.loads(re.search(r"HEALTHCHECK .*?CMD (\[[^\n]*\])", DOCKERFILE, re.S).group(1))
         assert subprocess.run(healthcheck, env=released, timeout=10).returncode == 0
     finally:
-        output = stop(web)
-    # Everything web wrote, gunicorn's own lines (its start, its workers) included, is JSON lines.
-    records = [json.loads(line) for line in output.splitlines()]
-    assert all({"time", "level", "logger", "message"} <= record.keys() for record in records), output
-    gunicorn = [record["message"] for record in records if record["logger"] == "gunicorn.error"]
-    assert gunicorn[0].startswith("Starting gunicorn"), output
-    assert sum(message.startswith("Booting worker") for message in gunicorn) == 2, output
+        stop(web)
 
 
 def wait_for_workers(master: int, expected: int) -> int:

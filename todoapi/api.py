@@ -85,7 +85,7 @@ class Parser(FlaskParser):
         if not data:
             return core.missing
         try:
-            return orjson.loads(data)  # as JSONProvider.loads
+            return current_app.json.loads(data)  # JSONProvider: strict RFC 8259
         except orjson.JSONDecodeError as error:
             # Not re-raised: webargs takes a JSONDecodeError with an empty `doc` for "no body", and
             # orjson leaves `doc` empty for bytes that are not UTF-8.

@@ -1,6 +1,6 @@
 """A real gunicorn with three workers, started from the Procfile with environment variables only.
 
-Checks what only a real multi-process server shows: the JSON request log as rendered on stderr, no
+Checks what only a real multi-process server shows: stderr as JSON lines (gunicorn's own too), no
 secrets in the server's output, request counts that are exact whichever worker answers the scrape,
 kept-alive connections spread evenly over the workers, and counters from an RQ worker process
 appearing in web's /metrics through Redis (the worker shares no directory with web).
@@ -54,8 +54,14 @@ class Server:
         return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
 
     def json_lines(self) -> list[dict[str, Any]]:
-        """stderr lines that are JSON (gunicorn's own lines are not)."""
-        return [json.loads(line) for line in self.stderr.read_text().splitlines() if line.startswith("{")]
+        """stderr's lines, every one of which must be a JSON object, gunicorn's own included."""
+        lines = []
+        for line in self.stderr.read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                raise AssertionError(f"not a JSON line: {line!r}") from None
+        return lines
 
 
 @dataclass
@@ -187,7 +193,11 @@ def test_request_log_lines_are_json_on_stderr_one_per_request(server: Server) ->
     for reply in (me, anon, missing, invalid, generated):
         assert reply.headers["X-Content-Type-Options"] == "nosniff"
 
-    requests = [line for line in server.json_lines() if line.get("logger") == "todoapi.request"]
+    lines = server.json_lines()
+    gunicorn = [line["message"] for line in lines if line["logger"] == "gunicorn.error"]
+    assert gunicorn[0].startswith("Starting gunicorn"), gunicorn
+    assert sum(message.startswith("Booting worker") for message in gunicorn) == WORKERS, gunicorn
+    requests = [line for line in lines if line.get("logger") == "todoapi.request"]
     expected = [
         (ids["me"], "GET", "/me", 200, me.json()["id"]),
         (ids["anon"], "GET", "/health/db", 200, None),
@@ -240,7 +250,7 @@ def test_secrets_never_reach_the_server_output(server: Server) -> None:
     logged = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     paths = {record.get("path") for record in logged}
     assert "/auth/refresh" in paths, "the request log is missing; the check would be vacuous"
-    # Every line formatted, gunicorn's own (with their %(process)d) as much as ours.
+    # Every line formatted, gunicorn's own as much as ours.
     assert "--- Logging error ---" not in output, output
     secrets = [first, second, guessed, whsec, whsec.removeprefix("whsec_"), server.env["JWT_SECRET_KEY"]]
     secrets += [token[kind] for token in tokens for kind in ("access_token", "refresh_token")]
