@@ -6,6 +6,7 @@ along with everything they started.
 """
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -56,6 +57,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def json_lines(text: str, context: str = "") -> list[dict[str, Any]]:
+    """A process's log, every line of which must be a JSON object; `context` goes with a failure."""
+    lines = []
+    for line in text.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}\n{context}") from None
+    return lines
 
 
 def wait_for(

@@ -12,7 +12,6 @@ a process group each; `exec` so that the exit status is the worker's), and kills
 started on the way out, RQ's work horses included.
 """
 
-import json
 import os
 import random
 import shlex
@@ -37,7 +36,7 @@ from rq import Queue, Worker
 from rq.scheduler import RQScheduler
 
 from tests.conftest import FAST_ARGON2, empty_postgres
-from tests.processes import RedisServer, ShellProcess, processes, wait_for
+from tests.processes import RedisServer, ShellProcess, json_lines, processes, wait_for
 from tests.webhook_receiver import Receiver
 from todoapi import create_app
 from todoapi.db import db
@@ -549,13 +548,7 @@ def first_attempt_failed(stack: Stack, hook: Receiver, worker: ShellProcess) -> 
 
 def log_lines(worker: ShellProcess) -> list[dict[str, Any]]:
     """The worker's output, every line of which must be a JSON object."""
-    lines = []
-    for line in worker.log_path.read_text().splitlines():
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            raise AssertionError(f"not a JSON line: {line!r}\n{worker.output()}") from None
-    return lines
+    return json_lines(worker.log_path.read_text(), worker.output())
 
 
 def zombies(pid: int) -> list[int]:

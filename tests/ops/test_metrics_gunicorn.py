@@ -30,7 +30,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from tests.processes import ROOT, live_children, platform_environ
+from tests.processes import ROOT, json_lines, live_children, platform_environ
 from tests.test_procfile import PROCFILE, gunicorn_master, stop, wait_for_workers
 from tests.webhook_receiver import Receiver
 
@@ -55,13 +55,7 @@ class Server:
 
     def json_lines(self) -> list[dict[str, Any]]:
         """stderr's lines, every one of which must be a JSON object, gunicorn's own included."""
-        lines = []
-        for line in self.stderr.read_text().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                raise AssertionError(f"not a JSON line: {line!r}") from None
-        return lines
+        return json_lines(self.stderr.read_text())
 
 
 @dataclass
