@@ -226,6 +226,9 @@ def test_a_failed_write_ends_its_turn(app, client, ann, db_path):
     assert other.outcome().status_code == 201
 
 
+# Python 3.12+ warns on any fork of a process with threads; this child only takes the writers' lock
+# and leaves by os._exit, as a gunicorn worker forked from a preloaded master would.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 def test_a_forked_child_takes_its_own_turn_after_its_parent_ends_its_own(app, db_path):
     queue = db.obj.writers
     queue.acquire()
