@@ -1,5 +1,6 @@
 """A webhook endpoint on 127.0.0.1 for the tests that deliver webhooks through real HTTP."""
 
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -17,7 +18,7 @@ class Receiver:
     delivery kept in flight).
     """
 
-    def __init__(self, hold: float = 10) -> None:
+    def __init__(self, hold: float = 10, tls: ssl.SSLContext | None = None) -> None:
         self.calls: list[tuple[dict[str, str], bytes]] = []  # (lower-cased headers, body)
         self.secret: str | None = None  # once set, a bad signature gets 401
         self.answers: list[int] = []  # statuses for the next calls, then 204
@@ -46,12 +47,19 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:  # HTTPS, with the certificate `tls` holds
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "http" if tls is None else "https"
         # A short poll keeps shutdown() quick; the default 0.5 s would be paid by every test.
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        return f"{self.scheme}://127.0.0.1:{self.port}/hook"
 
     def __enter__(self) -> "Receiver":
         self.thread.start()

@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import re
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 from flask import Flask
 from flask.testing import FlaskClient
 from rq import Retry, SimpleWorker
@@ -440,6 +443,138 @@ def test_the_target_is_checked_again_at_delivery(
     delivery = the_delivery(client, auth)
     assert (delivery["status"], delivery["attempts"]) == ("pending", 2)
     assert delivery["last_error"].startswith("refused target")
+
+
+class Resolver:
+    """DNS for names of the tests' own: each name gives its answers in turn (the last one again and
+    again), an answer being one or more addresses ("a,b"); every look-up is recorded. Other names
+    resolve as usual."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answers: dict[str, list[str]] = {}
+        self.lookups: list[str] = []
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host not in self.answers:
+                return real(host, port, *args, **kwargs)
+            self.lookups.append(host)
+            queue = self.answers[host]
+            answer = queue.pop(0) if len(queue) > 1 else queue[0]
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port)))
+                for address in answer.split(",")
+            ]
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> Resolver:
+    return Resolver(monkeypatch)
+
+
+@GUARDED
+def test_a_delivery_connects_to_the_address_its_check_saw_not_a_second_look_up(
+    app: Flask, client: FlaskClient, auth: dict[str, str], resolver: Resolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name answers a public address to the check, then a loopback one. The
+    connection must go where the check looked; a connection to the loopback listener is the SSRF."""
+    monkeypatch.setattr(channels, "WEBHOOK_TIMEOUT", httpx.Timeout(0.5))
+    with socket.create_server(("127.0.0.1", 0)) as inside:
+        port = inside.getsockname()[1]
+        resolver.answers["rebind.example"] = ["8.8.8.8", "127.0.0.1"]
+        set_webhook(client, auth, f"https://rebind.example:{port}/hook")  # checked: 8.8.8.8
+        create_todo(client, auth, TODAY)
+        queue_due_soon(app)
+        resolver.answers["rebind.example"] = ["8.8.8.8", "127.0.0.1"]
+
+        drain(app)
+
+        inside.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing connected to it
+            inside.accept()
+    assert resolver.lookups == ["rebind.example"] * 2  # one when set, one at the attempt
+    delivery = the_delivery(client, auth)
+    assert (delivery["status"], delivery["attempts"]) == ("pending", 1)
+    assert delivery["last_error"] in {"timed out", "connection failed: ConnectError"}
+
+
+def test_a_delivery_to_a_name_keeps_the_name_in_its_host_header(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, resolver: Resolver, redis: Any
+) -> None:
+    resolver.answers["hooks.example"] = ["127.0.0.1"]
+    set_webhook(client, auth, f"http://hooks.example:{receiver.port}/hook")
+    create_todo(client, auth, TODAY)
+    queue_due_soon(app)
+
+    drain(app)
+
+    [(headers, _)] = receiver.calls
+    assert headers["host"] == f"hooks.example:{receiver.port}"
+    assert resolver.lookups == ["hooks.example"]
+
+
+def test_a_delivery_tries_the_next_address_when_one_refuses(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, resolver: Resolver, redis: Any
+) -> None:
+    resolver.answers["hooks.example"] = ["127.0.0.2,127.0.0.1"]  # the receiver listens on the second
+    set_webhook(client, auth, f"http://hooks.example:{receiver.port}/hook")
+    create_todo(client, auth, TODAY)
+    queue_due_soon(app)
+
+    drain(app)
+
+    assert len(receiver.calls) == 1
+    assert resolver.lookups == ["hooks.example"]
+    assert the_delivery(client, auth)["status"] == "delivered"
+
+
+@pytest.mark.parametrize(("certified", "delivered"), [("hooks.example", True), ("other.example", False)])
+def test_an_https_delivery_checks_the_certificate_against_the_urls_name(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    resolver: Resolver,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    certified: str,
+    delivered: bool,
+    redis: Any,
+) -> None:
+    """The connection goes to an address, yet TLS names the URL's host (SNI) and the certificate
+    must be that host's, not the address's."""
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))  # httpx's trust roots
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(certified).configure_cert(tls)
+    seen_names: list[str | None] = []
+
+    def server_name(connection: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
+        seen_names.append(name)
+
+    tls.sni_callback = server_name
+    resolver.answers["hooks.example"] = ["127.0.0.1"]
+    with Receiver(tls=tls) as receiver:
+        set_webhook(client, auth, f"https://hooks.example:{receiver.port}/hook")
+        create_todo(client, auth, TODAY)
+        queue_due_soon(app)
+
+        drain(app)
+
+        assert seen_names == ["hooks.example"]
+        delivery = the_delivery(client, auth)
+        if delivered:
+            [(headers, _)] = receiver.calls
+            assert headers["host"] == f"hooks.example:{receiver.port}"
+            assert (delivery["status"], delivery["last_error"]) == ("delivered", None)
+        else:
+            assert receiver.calls == []
+            assert (delivery["status"], delivery["last_error"]) == (
+                "pending",
+                "connection failed: ConnectError",
+            )
 
 
 def test_a_delivery_lost_before_queueing_is_sent_by_the_next_scan(

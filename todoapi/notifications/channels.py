@@ -8,7 +8,7 @@ import smtplib
 import socket
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -56,56 +56,99 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast and not any(ip in network for network in _NOT_GLOBAL)
 
 
-def check_webhook_url(url: str, allow_private: bool) -> None:
-    """Refuse plain http and private, loopback or link-local targets unless allowed (SSRF guard)."""
+class Target(NamedTuple):
+    url: httpx.URL
+    host: str  # the name as DNS, SNI and the certificate see it (IDNA), or an IP literal
+    port: int
+
+
+def _checked(url: str, allow_private: bool) -> Target:
+    """`url` if its form is one we call: http(s), no credentials, https unless private targets are
+    allowed. No DNS look-up."""
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:  # e.g. an unclosed IPv6 bracket or a port out of range
+        target = httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):  # e.g. an unclosed IPv6 bracket, a port out of range
         raise UnsafeTarget("Must be an absolute http(s) URL.") from None
-    if parts.scheme not in {"https", "http"} or not parts.hostname:
+    if parts.scheme not in {"https", "http"} or not parts.hostname or not target.raw_host:
         raise UnsafeTarget("Must be an absolute http(s) URL.")
     if parts.username or parts.password:
         raise UnsafeTarget("Must not contain credentials.")
-    if allow_private:
-        return
-    if parts.scheme != "https":
+    if not allow_private and parts.scheme != "https":
         raise UnsafeTarget("Must use https.")
+    return Target(target, target.raw_host.decode("ascii"), port)
+
+
+def _vetted_addresses(target: Target, allow_private: bool) -> list[str]:
+    """The addresses `target`'s host resolves to, in the resolver's order; all of them must be
+    public unless private targets are allowed."""
     try:
-        addresses = {
-            str(info[4][0]) for info in socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
-        }
+        found = socket.getaddrinfo(target.host, target.port, proto=socket.IPPROTO_TCP)
     except (OSError, ValueError):
         raise UnsafeTarget("The host name does not resolve.") from None
-    if not all(_is_public(address) for address in addresses):
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    if not allow_private and not all(_is_public(address) for address in addresses):
         raise UnsafeTarget("Must not point at a private, loopback or link-local address.")
+    return addresses
+
+
+def check_webhook_url(url: str, allow_private: bool) -> None:
+    """Refuse plain http and private, loopback or link-local targets unless allowed (SSRF guard)."""
+    target = _checked(url, allow_private)
+    if not allow_private:
+        _vetted_addresses(target, allow_private)
+
+
+def _failure(exc: httpx.HTTPError) -> DeliveryError:
+    if isinstance(exc, httpx.TimeoutException):
+        return DeliveryError("timed out")
+    return DeliveryError(f"connection failed: {type(exc).__name__}")
 
 
 def send_webhook(
     url: str, secret: str, message_id: str, payload: dict[str, Any], allow_private: bool
 ) -> None:
-    """POST one signed event. The message id stays the same on every retry, so receivers can dedupe."""
+    """POST one signed event. The message id stays the same on every retry, so receivers can dedupe.
+
+    The target is checked again here (DNS may have changed since the URL was set), and the request
+    goes to the addresses that check saw: the connection makes no look-up of its own, so a name
+    that answers a public address to the check and a private one a moment later (DNS rebinding)
+    still reaches only the public one. The Host header and TLS (SNI, the certificate's name) keep
+    the URL's name."""
     try:
-        check_webhook_url(url, allow_private)  # again at delivery: DNS may have changed
+        target = _checked(url, allow_private)
+        addresses = _vetted_addresses(target, allow_private)
     except UnsafeTarget as exc:
         raise DeliveryError(f"refused target: {exc}") from None
     body = json.dumps(payload, separators=(",", ":"))
     now = datetime.now(UTC)  # standardwebhooks reads the timestamp as UTC whatever its zone
     headers = {
+        "host": target.url.netloc.decode("ascii"),
         "content-type": "application/json",
         "webhook-id": message_id,
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": Webhook(secret).sign(message_id, now, body),
         "user-agent": "todoapi-webhooks/1",
     }
-    try:
-        response = httpx.post(
-            url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT, follow_redirects=False
-        )
-    except httpx.TimeoutException:
-        raise DeliveryError("timed out") from None
-    except httpx.HTTPError as exc:
-        raise DeliveryError(f"connection failed: {type(exc).__name__}") from None
+    with httpx.Client(timeout=WEBHOOK_TIMEOUT, follow_redirects=False) as client:
+        for position, address in enumerate(addresses, start=1):
+            request = client.build_request(
+                "POST",
+                target.url.copy_with(host=address),
+                content=body,
+                headers=headers,
+                extensions={"sni_hostname": target.host},
+            )
+            try:
+                response = client.send(request)
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if position == len(addresses):
+                    raise _failure(exc) from None
+                # As a connect to the name would: the next address (IPv4, when IPv6 has no route).
+            except httpx.HTTPError as exc:
+                raise _failure(exc) from None
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"receiver answered HTTP {response.status_code}")
 
