@@ -30,7 +30,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from tests.processes import ROOT, json_lines, live_children, platform_environ
+from tests.processes import ROOT, json_lines, live_children, platform_environ, run_release
 from tests.test_procfile import PROCFILE, gunicorn_master, stop, wait_for_workers
 from tests.webhook_receiver import Receiver
 
@@ -136,10 +136,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         LOGIN_RATE_LIMIT="1000/minute",
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
-    release = subprocess.run(
-        ["sh", "-c", PROCFILE["release"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert release.returncode == 0, release.stderr
+    run_release(env)
     stdout, stderr = home / "web.out", home / "web.err"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(

@@ -8,7 +8,7 @@ import smtplib
 import socket
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -56,35 +56,33 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast and not any(ip in network for network in _NOT_GLOBAL)
 
 
-class Target(NamedTuple):
-    url: httpx.URL
-    host: str  # the name as DNS, SNI and the certificate see it (IDNA), or an IP literal
-    port: int
-
-
-def _checked(url: str, allow_private: bool) -> Target:
+def _checked(url: str, allow_private: bool) -> httpx.URL:
     """`url` if its form is one we call: http(s), no credentials, https unless private targets are
     allowed. No DNS look-up."""
     try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
         target = httpx.URL(url)
-    except (ValueError, httpx.InvalidURL):  # e.g. an unclosed IPv6 bracket, a port out of range
+    except httpx.InvalidURL:  # e.g. an unclosed IPv6 bracket, a bad IDNA label
         raise UnsafeTarget("Must be an absolute http(s) URL.") from None
-    if parts.scheme not in {"https", "http"} or not parts.hostname or not target.raw_host:
+    if target.scheme not in {"https", "http"} or not target.raw_host or not 0 <= (target.port or 0) <= 65535:
         raise UnsafeTarget("Must be an absolute http(s) URL.")
-    if parts.username or parts.password:
+    if target.userinfo:
         raise UnsafeTarget("Must not contain credentials.")
-    if not allow_private and parts.scheme != "https":
+    if not allow_private and target.scheme != "https":
         raise UnsafeTarget("Must use https.")
-    return Target(target, target.raw_host.decode("ascii"), port)
+    return target
 
 
-def _vetted_addresses(target: Target, allow_private: bool) -> list[str]:
+def _host(target: httpx.URL) -> str:
+    """The name as DNS, TLS's SNI and the certificate see it (IDNA), or an IP literal."""
+    return target.raw_host.decode("ascii")
+
+
+def _vetted_addresses(target: httpx.URL, allow_private: bool) -> list[str]:
     """The addresses `target`'s host resolves to, in the resolver's order; all of them must be
     public unless private targets are allowed."""
+    port = target.port or (443 if target.scheme == "https" else 80)
     try:
-        found = socket.getaddrinfo(target.host, target.port, proto=socket.IPPROTO_TCP)
+        found = socket.getaddrinfo(_host(target), port, proto=socket.IPPROTO_TCP)
     except (OSError, ValueError):
         raise UnsafeTarget("The host name does not resolve.") from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
@@ -97,7 +95,7 @@ def check_webhook_url(url: str, allow_private: bool) -> None:
     """Refuse plain http and private, loopback or link-local targets unless allowed (SSRF guard)."""
     target = _checked(url, allow_private)
     if not allow_private:
-        _vetted_addresses(target, allow_private)
+        _vetted_addresses(target, allow_private=False)
 
 
 def _failure(exc: httpx.HTTPError) -> DeliveryError:
@@ -124,7 +122,7 @@ def send_webhook(
     body = json.dumps(payload, separators=(",", ":"))
     now = datetime.now(UTC)  # standardwebhooks reads the timestamp as UTC whatever its zone
     headers = {
-        "host": target.url.netloc.decode("ascii"),
+        "host": target.netloc.decode("ascii"),
         "content-type": "application/json",
         "webhook-id": message_id,
         "webhook-timestamp": str(int(now.timestamp())),
@@ -135,10 +133,10 @@ def send_webhook(
         for position, address in enumerate(addresses, start=1):
             request = client.build_request(
                 "POST",
-                target.url.copy_with(host=address),
+                target.copy_with(host=address),
                 content=body,
                 headers=headers,
-                extensions={"sni_hostname": target.host},
+                extensions={"sni_hostname": _host(target)},
             )
             try:
                 response = client.send(request)
