@@ -42,6 +42,7 @@ from todoapi import create_app
 from todoapi.db import db
 from todoapi.models import Todo, User, utcnow
 from todoapi.notifications import channels, services
+from todoapi.queue import QUEUE_NAME, AppWorker
 
 SCAN_JOB = "todoapi.notifications.jobs.scan_due_soon"
 # Spread over UTC-12 .. UTC+14 so that "today" differs between owners.
@@ -490,6 +491,20 @@ def test_sigterm_during_a_scan_lets_the_scan_finish_then_exits(stack):
     assert worker.process.returncode in (0, -signal.SIGTERM), worker.output()
     # A warm shutdown: the scan under way ran to its end, once.
     assert_exactly_once(stack, seeded, started)
+
+
+def test_teardown_does_not_wait_out_the_listener_threads_poll(redis):
+    # RQ's teardown unsubscribes its pub/sub listener, then stops the thread. When the thread reads
+    # the unsubscribe reply first, it goes back to a 60 s wait; redis-py 8.2's stop() waits for it
+    # (8.1 let RQ's own 1 s join give up), so a SIGTERM'd worker lingered for a minute, past a
+    # platform's kill. That ordering is the one made certain here. (redis-py is held below 8.2.)
+    worker = AppWorker([Queue(QUEUE_NAME, connection=redis)], connection=redis)
+    worker.subscribe()
+    worker.pubsub.unsubscribe()
+    wait_for(lambda: not worker.pubsub.subscribed, 5, "the listener to read the unsubscribe reply")
+    started = time.monotonic()
+    worker.unsubscribe()
+    assert time.monotonic() - started < 10
 
 
 # worker.py with the app's Redis pool warmed first. In worker.py the Ticker thread races run_worker

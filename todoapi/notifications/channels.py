@@ -120,7 +120,7 @@ def send_webhook(
     except UnsafeTarget as exc:
         raise DeliveryError(f"refused target: {exc}") from None
     body = json.dumps(payload, separators=(",", ":"))
-    now = datetime.now(UTC)  # standardwebhooks reads the timestamp as UTC whatever its zone
+    now = datetime.now(UTC)
     headers = {
         "host": target.netloc.decode("ascii"),
         "content-type": "application/json",
