@@ -207,13 +207,15 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
     def savepoint(self, sid: Any = None) -> Any:
         return _CountedSavepoint(self, sid)
 
-    def execute_and_commit(self, sql: str, params: Any) -> Any:
+    def execute_and_commit(self, sql: str, params: Any, then: str | None = None) -> Any:
         """Run `sql` as the last statements of this thread's transaction, with its COMMIT in the same
         string; the transaction's own COMMIT is then not sent. Inside a savepoint (the outer
-        transaction decides) or outside any transaction, `sql` just runs."""
+        transaction decides) or outside any transaction, `sql` just runs. `then`: a statement to
+        run after the COMMIT, in the same string, whose rows the cursor holds."""
+        after = f"; {then}" if then else ""
         if self.transaction_depth() != 1 or getattr(self._state, "savepoints", 0):
-            return self.execute_sql(sql, params)
-        cursor = self.execute_sql(f"{sql}; COMMIT", params)
+            return self.execute_sql(f"{sql}{after}", params)
+        cursor = self.execute_sql(f"{sql}; COMMIT{after}", params)
         self._committed.add(self.connection())
         return cursor
 
@@ -528,13 +530,14 @@ def fill(template: tuple[Any, ...], values: Any) -> list[Any]:
 Statement = tuple[str, Sequence[Any]]
 
 
-def execute_together(*statements: Statement, commit: bool = False) -> Any:
+def execute_together(*statements: Statement, commit: bool = False, then: str | None = None) -> Any:
     """Run `statements` in order; the cursor of the last. On PostgreSQL they go as one query string,
     one round trip (psycopg2 fills in the parameters itself); SQLite's driver takes one at a time.
 
     `commit`: these are the last statements of the (outermost) transaction, and nothing is read from
     them. On PostgreSQL the transaction's COMMIT then goes in the same string, saving a round trip;
-    if a statement fails, the ones after it, COMMIT included, never run."""
+    if a statement fails, the ones after it, COMMIT included, never run. `then` (PostgreSQL, with
+    `commit`): a statement without parameters to run after the COMMIT; the cursor holds its rows."""
     if not is_postgres():
         cursor = None
         for sql, params in statements:
@@ -542,7 +545,7 @@ def execute_together(*statements: Statement, commit: bool = False) -> Any:
         return cursor
     sql = "; ".join(sql for sql, _ in statements)
     params = [value for _, params in statements for value in params]
-    return db.obj.execute_and_commit(sql, params) if commit else db.execute_sql(sql, params)
+    return db.obj.execute_and_commit(sql, params, then) if commit else db.execute_sql(sql, params)
 
 
 def is_postgres(database: Any = db) -> bool:

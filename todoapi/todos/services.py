@@ -124,6 +124,13 @@ def _next_timestamp(previous: datetime | None = None) -> datetime:
     return now
 
 
+# PostgreSQL stamps a change with its own clock, read once the change holds the owner's row (its
+# revision bump, kept to commit). One owner's changes are then stamped in the order they commit,
+# whichever process or machine served them, so `updated_since=<the latest updated_at seen>` misses
+# none. SQLite runs one write transaction at a time and stamps inside it.
+_CLOCK = SQL("clock_timestamp() AT TIME ZONE 'UTC'")
+
+
 class RevisionCache:
     """Answers computed from one revision of a user's todos (process-local, bounded).
 
@@ -301,9 +308,38 @@ def _column_value(todo: Todo, field: Any) -> Any:
     return field.db_value(todo.__data__[field.name])
 
 
+_STAMPS = ("created_at", "updated_at")  # names: `field in (fields)` would compare with peewee's SQL `==`
+
+
 @lru_cache(maxsize=4)
 def _insert_todo_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
-    return compile_once(Todo.insert({field: Slot(field.name).value() for field in _inserted_fields()}))
+    if not is_postgres():
+        return compile_once(Todo.insert({field: Slot(field.name).value() for field in _inserted_fields()}))
+    # Stamped by the database (`_CLOCK`, read once), after the revision bump that comes first in its
+    # round trip.
+    clock = Select(columns=[_CLOCK.alias("now")]).cte("clock")
+    values = Select([clock], [Slot("user").value(), *_inserted_values(clock.c.now)])
+    insert = Todo.insert_from(values, fields=list(INSERTED_FIELDS)).with_cte(clock)
+    return compile_once(insert.returning(Todo.id, Todo.created_at))
+
+
+def _inserted_values(now: Any) -> list[Any]:
+    """PostgreSQL: the values of INSERTED_FIELDS after the owner, for INSERT … SELECT, stamped `now`."""
+    return [
+        now
+        if field.name in _STAMPS
+        else Cast(Slot(field.name).value(), _INSERT_CASTS[field.name])
+        if field.name in _INSERT_CASTS
+        else Slot(field.name).value()
+        for field in INSERTED_FIELDS[1:]
+    ]
+
+
+def _stored(todo: Todo, todo_id: int, stamp: Any = None) -> None:
+    """`todo` was inserted under `todo_id`, stamped `stamp` by the database when it says so."""
+    if stamp is not None:
+        todo.created_at = todo.updated_at = Todo.created_at.python_value(stamp)
+    todo.stored_as(todo_id)
 
 
 def _new_todo(user_id: int, data: dict[str, Any]) -> Todo:
@@ -320,7 +356,10 @@ def _insert_todo(user_id: int, data: dict[str, Any], last: bool = False, bumped:
     insert = (sql, fill(template, _column_values(todo, _inserted_fields())))
     bump = () if bumped else (_revision_bump(user_id),)
     cursor = execute_together(*bump, insert)
-    todo.stored_as(cursor.fetchone()[0] if " RETURNING " in sql else cursor.lastrowid)
+    if is_postgres():
+        _stored(todo, *cursor.fetchone())
+    else:
+        todo.stored_as(cursor.fetchone()[0] if " RETURNING " in sql else cursor.lastrowid)
     if todo.tags:
         execute_together(*_tag_rows(user_id, todo), commit=last)
     return todo
@@ -349,28 +388,25 @@ def _create_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
     """PostgreSQL: the revision bump, the todo and its tag rows in one statement, each step feeding
     the next, and none of it unless the caller's session is live."""
     user = Slot("user").value()
-    account = _bump_if_live().returning(User.id).cte("account")
-    values = [
-        Cast(Slot(field.name).value(), _INSERT_CASTS[field.name])
-        if field.name in _INSERT_CASTS
-        else Slot(field.name).value()
-        for field in INSERTED_FIELDS[1:]
-    ]
+    account = _bump_if_live().returning(User.id, _CLOCK.alias("now")).cte("account")
+    values = _inserted_values(account.c.now)
     todo = (
         Todo.insert_from(Select([account], [account.c.id, *values]), fields=list(INSERTED_FIELDS))
-        .returning(Todo.id)
+        .returning(Todo.id, Todo.created_at)
         .cte("todo")
     )
     tag = fn.unnest(Cast(Slot("tag_list").value(), "varchar[]")).alias("tag")
     tag_rows = (
         TodoTag.insert_from(
-            Select([todo, tag], [todo.c.id, user, SQL('"tag"'), Slot("created_at").value()]),
+            Select([todo, tag], [todo.c.id, user, SQL('"tag"'), todo.c.created_at]),
             fields=list(TAG_ROW_FIELDS),
         )
         .returning()
         .cte("tag_rows")
     )
-    return compile_once(Select([todo], [todo.c.id]).with_cte(account, todo, tag_rows).bind(db))
+    return compile_once(
+        Select([todo], [todo.c.id, todo.c.created_at]).with_cte(account, todo, tag_rows).bind(db)
+    )
 
 
 def create_todo(caller: Caller, data: dict[str, Any]) -> Todo:
@@ -392,7 +428,7 @@ def create_todo(caller: Caller, data: dict[str, Any]) -> Todo:
     if row is None:  # nothing written: login_required_in_query answers with the session check's 401
         raise Unauthorized("The session has ended.")
     caller.seen()
-    todo.stored_as(row[0])
+    _stored(todo, *row)
     return todo
 
 
@@ -493,6 +529,34 @@ def _update_todo_statement(dialect: str, names: tuple[str, ...]) -> tuple[str, t
     return compile_once(query.where(Todo.id == Slot("id").value()))
 
 
+# The stamp a change's statement leaves in the session (set_config, kept by COMMIT): read after the
+# COMMIT in the same round trip, since a query string answers with its last statement's rows.
+_STAMP_SETTING = "todoapi.stamp"
+_READ_STAMP = f"SELECT current_setting('{_STAMP_SETTING}')::timestamp"
+
+
+@lru_cache(maxsize=128)
+def _stamped_update_statement(dialect: str, names: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
+    """PostgreSQL: the owner's revision bump, then the todo's change of `names` stamped with the
+    database's clock as read after the bump holds the owner's row (`_CLOCK`), in one statement."""
+    account = (
+        User.update(todo_revision=User.todo_revision + 1)
+        .where(User.id == Slot("user").value())
+        .returning(_CLOCK.alias("now"))
+        .cte("account")
+    )
+    after_previous = Todo.updated_at + SQL("interval '1 microsecond'")
+    values = {_FIELDS_BY_NAME[name]: Slot(name).value() for name in names}
+    query = (
+        Todo.update({**values, Todo.updated_at: fn.GREATEST(account.c.now, after_previous)})
+        .from_(account)
+        .where(Todo.id == Slot("id").value())
+        .with_cte(account)
+        .returning(fn.set_config(_STAMP_SETTING, Cast(Todo.updated_at, "text"), False))
+    )
+    return compile_once(query)
+
+
 def update_todo(
     caller: Caller, todo_id: int, changes: dict[str, Any], precondition: Precondition = None
 ) -> Todo:
@@ -504,13 +568,21 @@ def update_todo(
             return todo
         for name, value in changed.items():
             setattr(todo, name, value)
+        tags = _tag_rows(user_id, todo, replace=True) if "tags" in changed else []
+        if is_postgres():
+            sql, template = _stamped_update_statement(dialect(), tuple(sorted(changed)))
+            fields = [_FIELDS_BY_NAME[name] for name in changed]
+            values = {**_column_values(todo, fields), "id": todo.id, "user": user_id}
+            cursor = execute_together(*tags, (sql, fill(template, values)), commit=True, then=_READ_STAMP)
+            todo.updated_at = Todo.updated_at.python_value(cursor.fetchone()[0])
+            return todo
         todo.updated_at = _next_timestamp(todo.updated_at)
         names = _written_names((*sorted(changed), "updated_at"))
         sql, template = _update_todo_statement(dialect(), names)
         fields = [_FIELDS_BY_NAME[name] for name in names]
         execute_together(
             (sql, fill(template, {**_column_values(todo, fields), "id": todo.id})),
-            *(_tag_rows(user_id, todo, replace=True) if "tags" in changed else ()),
+            *tags,
             _revision_bump(user_id),
             commit=True,
         )
