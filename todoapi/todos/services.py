@@ -271,9 +271,7 @@ def _inserted_fields() -> tuple[Any, ...]:
 
 
 def _written_names(names: Iterable[str]) -> tuple[str, ...]:
-    """The columns a change of `names` writes: on SQLite, with the lowered copies of the text."""
-    if not is_sqlite():
-        return tuple(names)
+    """The columns a change of `names` writes on SQLite: with the lowered copies of the text."""
     return tuple(written for name in names for written in (name, _COPY_OF.get(name)) if written)
 
 
@@ -524,7 +522,7 @@ def _get_locked(caller: Caller, todo_id: int, precondition: Precondition) -> Tod
 
 @lru_cache(maxsize=128)
 def _update_todo_statement(dialect: str, names: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
-    # One shape per set of changed fields: what `todo.save(only=…)` runs, built once.
+    # SQLite: one shape per set of changed fields, what `todo.save(only=…)` runs, built once.
     query = Todo.update({_FIELDS_BY_NAME[name]: Slot(name).value() for name in names})
     return compile_once(query.where(Todo.id == Slot("id").value()))
 
@@ -576,6 +574,7 @@ def update_todo(
             cursor = execute_together(*tags, (sql, fill(template, values)), commit=True, then=_READ_STAMP)
             todo.updated_at = Todo.updated_at.python_value(cursor.fetchone()[0])
             return todo
+        # SQLite: this transaction is the only writer (BEGIN IMMEDIATE), so now is in commit order.
         todo.updated_at = _next_timestamp(todo.updated_at)
         names = _written_names((*sorted(changed), "updated_at"))
         sql, template = _update_todo_statement(dialect(), names)
