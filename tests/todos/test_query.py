@@ -327,6 +327,39 @@ def test_updated_since_sees_a_todo_again_after_it_changes(client, auth):
     assert sorted(ids(listing(client, auth, [("updated_since", bound)]))) == [first["id"], second["id"]]
 
 
+def sync_pages(client, auth, since, limit, after_first_page=lambda: None):
+    """The README's sync recipe: pages by `updated_since`, oldest change first; {id: updated_at}."""
+    seen: dict[int, str] = {}
+    while True:
+        params = [("sort", "updated_at"), ("limit", limit), *([("updated_since", since)] if since else [])]
+        items = listing(client, auth, params).json["items"]
+        if not seen:
+            after_first_page()
+        seen.update({item["id"]: item["updated_at"] for item in items})
+        if len(items) < limit:
+            return seen
+        since = items[-1]["updated_at"]
+
+
+def test_syncing_page_by_page_misses_no_todo_when_a_read_one_changes_meanwhile(client, auth):
+    # With skip, a change to a todo already read moves it behind the rest and shifts one unread
+    # todo onto a page already passed; paging by updated_since does not.
+    todos = seed(client, auth, [{"title": f"t{n}"} for n in range(7)])
+    changed = []
+    seen = sync_pages(
+        client, auth, None, 3, lambda: changed.append(patch(client, auth, todos[0]["id"], {"priority": 5}))
+    )
+    assert sorted(seen) == sorted(todo["id"] for todo in todos)
+    assert seen[todos[0]["id"]] == changed[0]["updated_at"]
+    assert sync_pages(client, auth, max(seen.values()), 3).keys() == {todos[0]["id"]}
+    skip_pages = [ids(listing(client, auth, [("sort", "updated_at"), ("limit", 3), ("skip", 0)]))]
+    patch(client, auth, skip_pages[0][0], {"priority": 4})
+    skip_pages += [
+        ids(listing(client, auth, [("sort", "updated_at"), ("limit", 3), ("skip", n)])) for n in (3, 6)
+    ]
+    assert len(set(chain(*skip_pages))) < len(todos)  # what the recipe avoids
+
+
 @pytest.mark.parametrize(
     "value",
     [
