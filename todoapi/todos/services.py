@@ -166,9 +166,14 @@ TOTALS = RevisionCache(10_000)
 STATS = RevisionCache(10_000)
 
 
+def _bump(owner: Expression) -> ModelUpdate:
+    """The revision bump of the account `owner` selects: every change to its todos runs one."""
+    return User.update(todo_revision=User.todo_revision + 1).where(owner)
+
+
 @lru_cache(maxsize=4)
 def _bump_revision_sql(dialect: str) -> str:
-    return sql_for(User.update(todo_revision=User.todo_revision + 1).where(User.id == -1), 1, -1)
+    return sql_for(_bump(User.id == -1), 1, -1)
 
 
 def _revision_bump(user_id: int) -> Statement:
@@ -313,30 +318,31 @@ _STAMPS = ("created_at", "updated_at")  # names: `field in (fields)` would compa
 def _insert_todo_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
     if not is_postgres():
         return compile_once(Todo.insert({field: Slot(field.name).value() for field in _inserted_fields()}))
-    # Stamped by the database (`_CLOCK`, read once), after the revision bump that comes first in its
-    # round trip.
-    clock = Select(columns=[_CLOCK.alias("now")]).cte("clock")
-    values = Select([clock], [Slot("user").value(), *_inserted_values(clock.c.now)])
-    insert = Todo.insert_from(values, fields=list(INSERTED_FIELDS)).with_cte(clock)
-    return compile_once(insert.returning(Todo.id, Todo.created_at))
+    account, insert = _stamped_insert(User.id == Slot("user").value())
+    return compile_once(insert.with_cte(account))
 
 
-def _inserted_values(now: Any) -> list[Any]:
-    """PostgreSQL: the values of INSERTED_FIELDS after the owner, for INSERT … SELECT, stamped `now`."""
-    return [
-        now
+def _stamped_insert(owner: Expression) -> tuple[Any, Any]:
+    """PostgreSQL: the revision bump of the account `owner` selects (a CTE), and the todo's INSERT
+    fed by it, stamped with the database's clock as read once the bump holds the account's row
+    (`_CLOCK`); nothing is inserted when `owner` selects no account. The INSERT returns the id and
+    the stamp (`_stored`)."""
+    account = _bump(owner).returning(User.id, _CLOCK.alias("now")).cte("account")
+    values = [
+        account.c.now
         if field.name in _STAMPS
         else Cast(Slot(field.name).value(), _INSERT_CASTS[field.name])
         if field.name in _INSERT_CASTS
         else Slot(field.name).value()
         for field in INSERTED_FIELDS[1:]
     ]
+    insert = Todo.insert_from(Select([account], [account.c.id, *values]), fields=list(INSERTED_FIELDS))
+    return account, insert.returning(Todo.id, Todo.created_at)
 
 
-def _stored(todo: Todo, todo_id: int, stamp: Any = None) -> None:
-    """`todo` was inserted under `todo_id`, stamped `stamp` by the database when it says so."""
-    if stamp is not None:
-        todo.created_at = todo.updated_at = Todo.created_at.python_value(stamp)
+def _stored(todo: Todo, todo_id: int, stamp: datetime) -> None:
+    """`todo` was inserted under `todo_id` and stamped `stamp` by PostgreSQL (`_stamped_insert`)."""
+    todo.created_at = todo.updated_at = Todo.created_at.python_value(stamp)
     todo.stored_as(todo_id)
 
 
@@ -346,17 +352,16 @@ def _new_todo(user_id: int, data: dict[str, Any]) -> Todo:
 
 
 def _insert_todo(user_id: int, data: dict[str, Any], last: bool = False, bumped: bool = False) -> Todo:
-    """Insert a todo and its tag rows; `last`: nothing else follows in this transaction; `bumped`:
-    the revision was already bumped in it."""
+    """Insert a todo and its tag rows, with the revision bump; `last`: nothing else follows in this
+    transaction; `bumped` (SQLite): the revision was already bumped in it."""
     todo = _new_todo(user_id, data)
     # What Todo.create() does, with the INSERT's SQL built once (a third of a create's CPU).
     sql, template = _insert_todo_statement(dialect())
     insert = (sql, fill(template, _column_values(todo, _inserted_fields())))
-    bump = () if bumped else (_revision_bump(user_id),)
-    cursor = execute_together(*bump, insert)
-    if is_postgres():
-        _stored(todo, *cursor.fetchone())
+    if is_postgres():  # the statement bumps the revision itself
+        _stored(todo, *execute_together(insert).fetchone())
     else:
+        cursor = execute_together(*(() if bumped else (_revision_bump(user_id),)), insert)
         todo.stored_as(cursor.fetchone()[0] if " RETURNING " in sql else cursor.lastrowid)
     if todo.tags:
         execute_together(*_tag_rows(user_id, todo), commit=last)
@@ -367,18 +372,16 @@ def _insert_todo(user_id: int, data: dict[str, Any], last: bool = False, bumped:
 _INSERT_CASTS = {"due_date": "date", "tags": "jsonb"}
 
 
-def _bump_if_live() -> ModelUpdate:
-    """The caller's revision bump, which changes nothing unless their session is live: a create's
-    session check (nothing is read before it)."""
+def _live_owner() -> Expression:
+    """The caller's account while their session is live: a create's session check (nothing is read
+    before its revision bump)."""
     user, session = Slot("user").value(), Slot("session").value()
-    return User.update(todo_revision=User.todo_revision + 1).where(
-        (User.id == user) & _session_is_live(user, session)
-    )
+    return (User.id == user) & _session_is_live(user, session)
 
 
 @lru_cache(maxsize=4)
 def _bump_if_live_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
-    return compile_once(_bump_if_live())
+    return compile_once(_bump(_live_owner()))
 
 
 @lru_cache(maxsize=4)
@@ -386,13 +389,8 @@ def _create_statement(dialect: str) -> tuple[str, tuple[Any, ...]]:
     """PostgreSQL: the revision bump, the todo and its tag rows in one statement, each step feeding
     the next, and none of it unless the caller's session is live."""
     user = Slot("user").value()
-    account = _bump_if_live().returning(User.id, _CLOCK.alias("now")).cte("account")
-    values = _inserted_values(account.c.now)
-    todo = (
-        Todo.insert_from(Select([account], [account.c.id, *values]), fields=list(INSERTED_FIELDS))
-        .returning(Todo.id, Todo.created_at)
-        .cte("todo")
-    )
+    account, insert = _stamped_insert(_live_owner())
+    todo = insert.cte("todo")
     tag = fn.unnest(Cast(Slot("tag_list").value(), "varchar[]")).alias("tag")
     tag_rows = (
         TodoTag.insert_from(
@@ -537,12 +535,7 @@ _READ_STAMP = f"SELECT current_setting('{_STAMP_SETTING}')::timestamp"
 def _stamped_update_statement(dialect: str, names: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
     """PostgreSQL: the owner's revision bump, then the todo's change of `names` stamped with the
     database's clock as read after the bump holds the owner's row (`_CLOCK`), in one statement."""
-    account = (
-        User.update(todo_revision=User.todo_revision + 1)
-        .where(User.id == Slot("user").value())
-        .returning(_CLOCK.alias("now"))
-        .cte("account")
-    )
+    account = _bump(User.id == Slot("user").value()).returning(_CLOCK.alias("now")).cte("account")
     after_previous = Todo.updated_at + SQL("interval '1 microsecond'")
     values = {_FIELDS_BY_NAME[name]: Slot(name).value() for name in names}
     query = (
