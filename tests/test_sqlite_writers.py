@@ -208,7 +208,9 @@ def test_a_process_other_writers_wait_a_bounded_time_then_get_503_and_change_not
     second = InThread(app, lambda: app.test_client().post("/todos", json={"title": "x"}, headers=ann["auth"]))
     response = second.outcome()
     assert_error(response, 503)
-    assert response.headers["Retry-After"]
+    # Busy, not down: the database answers, a write holds it.
+    assert response.headers["Retry-After"] == "1"
+    assert "another change" in response.json["message"]
     assert count(db_path, "SELECT count(*) FROM todos") == 1
 
     turn.end()
@@ -276,7 +278,8 @@ def test_a_database_whose_directory_is_gone_answers_503_to_writes_too(make_app, 
     response = client.post("/auth/register", json={"email": "ann@example.com", "password": PASSWORD})
 
     assert_error(response, 503)
-    assert response.headers["Retry-After"]
+    assert response.headers["Retry-After"] == "5"
+    assert "unavailable" in response.json["message"]
     with app.app_context():
         assert not db.obj.writers.holds()
     assert client.get("/health/db").status_code == 503

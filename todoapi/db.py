@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 from flask import Flask, has_request_context
@@ -64,6 +65,11 @@ SQLITE_PRAGMAS = {
 #   search) took ~3 s at p99, and gunicorn kills a worker at 30 s.
 # - 10 min for statements elsewhere: worker jobs, the CLI, a migration waiting on its lock.
 HANDSHAKE_SECONDS = 1.5
+# A silent server and a statement waiting for another transaction's lock (an account being deleted,
+# a migration rewriting a table) look alike from here, and a request's first statement may wait
+# under the handshake deadline. So in requests the server itself ends a lock wait first
+# (`lock_timeout`), and the request gets 503 without its process taking the server for gone.
+REQUEST_LOCK_WAIT_SECONDS = 1.0
 REQUEST_STATEMENT_SECONDS = 10.0
 BACKGROUND_STATEMENT_SECONDS = 600.0
 # After one wait ran out, round trips to that server started within this long fail at once rather
@@ -159,6 +165,17 @@ class _PooledPostgresqlDatabase(PooledPostgresqlDatabase):
         self._checked_in: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._begin_pending: weakref.WeakSet[Any] = weakref.WeakSet()  # connections owing a BEGIN
         self._committed: weakref.WeakSet[Any] = weakref.WeakSet()  # COMMIT already sent
+        self._lock_timeouts: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+    def _initialize_connection(self, conn: Any) -> None:
+        """At checkout: bound lock waits in requests, not elsewhere (a worker's scans meet on the
+        notifications' unique index; a migration waits for the one before). Set for the session, so
+        it costs a round trip once per connection, not per request (one process serves one way)."""
+        wanted = f"'{round(REQUEST_LOCK_WAIT_SECONDS * 1000)}ms'" if has_request_context() else "DEFAULT"
+        if self._lock_timeouts.get(conn, "DEFAULT") != wanted:
+            with conn.cursor() as cursor:
+                cursor.execute(f"SET lock_timeout = {wanted}")
+            self._lock_timeouts[conn] = wanted
 
     def _is_closed(self, conn: Any) -> bool:
         if conn.closed:
@@ -486,6 +503,15 @@ def init_db(app: Flask) -> None:
     def _close_db(exc: BaseException | None) -> None:
         if not db.is_closed():
             db.close()
+
+
+def is_lock_wait(error: BaseException) -> bool:
+    """Whether a database error is a wait for another transaction's lock running out (PostgreSQL's
+    `lock_timeout` in a request, SQLite's busy timeout): the database answers, it is busy."""
+    # peewee raises its own error while handling the driver's (the driver's is its context).
+    driver = error.__cause__ or error.__context__ or error
+    message = str(error.args[0]) if error.args else ""
+    return isinstance(driver, psycopg2.errors.LockNotAvailable) or message == "database is locked"
 
 
 def dialect() -> str:

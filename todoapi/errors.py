@@ -8,6 +8,8 @@ from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.http import HTTP_STATUS_CODES
 
+from todoapi.db import is_lock_wait
+
 log = logging.getLogger(__name__)
 
 
@@ -69,5 +71,9 @@ def init_errors(app: Flask) -> None:
     @app.errorhandler(InterfaceError)
     @app.errorhandler(MaxConnectionsExceeded)
     def _database_down(error: Exception) -> tuple[dict[str, Any], int, dict[str, str]]:
+        if is_lock_wait(error):
+            log.warning("gave up waiting for a lock another transaction holds")
+            message = "The request waited too long for another change to finish; try again shortly."
+            return error_body(503, message), 503, {"Retry-After": "1"}
         log.error("database unavailable: %s", type(error).__name__)
         return error_body(503, "The database is unavailable; try again shortly."), 503, {"Retry-After": "5"}

@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+import todoapi.db as db_module
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -35,6 +36,13 @@ class Background:
         self.thread.join(30)
         assert self.response is not None, "the request did not finish"
         return self.response
+
+
+@pytest.fixture(autouse=True)
+def patient_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Change A waits on this test's lock as long as the test needs (tests/test_lock_waits.py has
+    the bound a request puts on lock waits)."""
+    monkeypatch.setattr(db_module, "REQUEST_LOCK_WAIT_SECONDS", 60.0)
 
 
 @pytest.fixture
@@ -62,12 +70,12 @@ def updated_ats(response: TestResponse) -> dict[int, str]:
 
 
 OTHER_CHANGES: dict[str, Callable[[dict[str, str], int], Callable[[FlaskClient], TestResponse]]] = {
-    "another todo changed": lambda auth, other: lambda c: c.patch(
-        f"/todos/{other}", json={"title": "B"}, headers=auth
+    "another todo changed": lambda auth, other: (
+        lambda c: c.patch(f"/todos/{other}", json={"title": "B"}, headers=auth)
     ),
     "a todo created": lambda auth, other: lambda c: c.post("/todos", json={"title": "B"}, headers=auth),
-    "a todo created under an Idempotency-Key": lambda auth, other: lambda c: c.post(
-        "/todos", json={"title": "B"}, headers={**auth, "Idempotency-Key": "sync-b"}
+    "a todo created under an Idempotency-Key": lambda auth, other: (
+        lambda c: c.post("/todos", json={"title": "B"}, headers={**auth, "Idempotency-Key": "sync-b"})
     ),
 }
 
