@@ -1,9 +1,12 @@
 """Assertions and API shortcuts shared by the tests."""
 
+import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg2.extensions
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -42,3 +45,31 @@ def sent_statements(database: Any) -> list[str]:
 
     database.connect_params["cursor_factory"] = CountingCursor
     return statements
+
+
+class Background:
+    """One request on its own thread and test client."""
+
+    def __init__(self, app: Flask, send: Callable[[FlaskClient], TestResponse]) -> None:
+        self.response: TestResponse | None = None
+        self.thread = threading.Thread(target=self._run, args=(app, send), daemon=True)
+        self.thread.start()
+
+    def _run(self, app: Flask, send: Callable[[FlaskClient], TestResponse]) -> None:
+        self.response = send(app.test_client())
+
+    def result(self) -> TestResponse:
+        self.thread.join(30)
+        assert self.response is not None, "the request did not finish"
+        return self.response
+
+
+def waiting_on_locks(session: Any) -> int:
+    """How many of the test database's connections wait for a lock (`session`: a psycopg2 connection)."""
+    with session.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # a transaction sees one snapshot otherwise
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return int(cursor.fetchone()[0])

@@ -17,7 +17,9 @@ from flask.testing import FlaskClient
 from peewee import OperationalError
 from werkzeug.test import TestResponse
 
-from tests.helpers import assert_error
+import todoapi.db as db_module
+from tests.helpers import Background, assert_error, waiting_on_locks
+from tests.processes import wait_for
 from todoapi.db import REQUEST_LOCK_WAIT_SECONDS, open_database
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -99,6 +101,68 @@ def test_a_write_waiting_on_its_accounts_row_gets_503_alone_and_changes_nothing(
     assert other_read.status_code == 200, other_read.json
     assert other_write.status_code == 200, other_write.json
     assert client.get("/todos", headers=auth).json == before
+
+
+@pytest.fixture
+def patient_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests wait on this test's locks as long as it needs: it is not about the bound."""
+    monkeypatch.setattr(db_module, "REQUEST_LOCK_WAIT_SECONDS", 30.0)
+
+
+@pytest.mark.usefixtures("patient_requests")
+def test_an_account_deletion_takes_rows_in_a_changes_order_so_the_two_never_deadlock(
+    app: Flask, client: FlaskClient, auth: dict[str, str], database_url: str
+) -> None:
+    """A change holds its todo, then takes its account's row (the revision bump): the deletion waits
+    for the todo before it takes the account's row, so the change goes through, then the deletion."""
+    todo = client.post("/todos", json={"title": "old"}, headers=auth).json["id"]
+    change = psycopg2.connect(database_url)  # the change, stopped between its two steps
+    try:
+        with change.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")
+            cursor.execute("SELECT 1 FROM todos WHERE id = %s FOR UPDATE", (todo,))
+        deletion = Background(app, lambda c: c.delete("/me", headers=auth))
+        wait_for(lambda: waiting_on_locks(change) == 1, 10, "the deletion to wait", interval=0.01)
+        with change.cursor() as cursor:
+            cursor.execute(
+                "UPDATE users SET todo_revision = todo_revision + 1 WHERE email = %s", ("ann@example.com",)
+            )
+            assert cursor.rowcount == 1
+        change.commit()
+    finally:
+        change.rollback()
+        change.close()
+
+    assert deletion.result().status_code == 204, deletion.result().json
+    assert client.get("/me", headers=auth).status_code == 401
+
+
+@pytest.mark.usefixtures("patient_requests")
+def test_a_change_that_a_deadlock_fails_gets_the_same_503(
+    app: Flask, client: FlaskClient, auth: dict[str, str], database_url: str
+) -> None:
+    """Something outside the service (a maintenance script) holds the account's row, then takes a
+    todo's, while a change holds the todo and waits for the account's row. PostgreSQL breaks the
+    cycle by failing one; when that is the change, it answers as a lock wait does and changes nothing."""
+    todo = client.post("/todos", json={"title": "old"}, headers=auth).json["id"]
+    script = psycopg2.connect(database_url)
+    try:
+        with script.cursor() as cursor:
+            cursor.execute("SET deadlock_timeout = '60s'")  # the change's backend finds the cycle (after 1 s)
+            cursor.execute("SELECT 1 FROM users WHERE email = %s FOR UPDATE", ("ann@example.com",))
+        change = Background(app, lambda c: c.patch(f"/todos/{todo}", json={"title": "new"}, headers=auth))
+        wait_for(lambda: waiting_on_locks(script) == 1, 10, "the change to wait", interval=0.01)
+        with script.cursor() as cursor:  # waits for the change, until the change is failed
+            cursor.execute("SELECT 1 FROM todos WHERE id = %s FOR UPDATE", (todo,))
+        response = change.result()
+    finally:
+        script.rollback()
+        script.close()
+
+    assert_error(response, 503)
+    assert response.headers["Retry-After"] == "1"
+    assert "another change" in response.json["message"]
+    assert client.get(f"/todos/{todo}", headers=auth).json["title"] == "old"
 
 
 def test_a_read_waiting_on_a_migrations_lock_gets_503_and_the_process_serves_on(

@@ -505,13 +505,18 @@ def init_db(app: Flask) -> None:
             db.close()
 
 
-def is_lock_wait(error: BaseException) -> bool:
-    """Whether a database error is a wait for another transaction's lock running out (PostgreSQL's
-    `lock_timeout` in a request, SQLite's busy timeout): the database answers, it is busy."""
+def contention(error: BaseException) -> str | None:
+    """What kind of wait for another transaction's locks ended this database error, if one did: the
+    database answers, it is busy. PostgreSQL: a request's `lock_timeout`, or a deadlock it broke (a
+    change holds its todo and waits for its account's row while `DELETE /me` holds the account and
+    waits for the todo). SQLite: its busy timeout."""
     # peewee raises its own error while handling the driver's (the driver's is its context).
     driver = error.__cause__ or error.__context__ or error
-    message = str(error.args[0]) if error.args else ""
-    return isinstance(driver, psycopg2.errors.LockNotAvailable) or message == "database is locked"
+    if isinstance(driver, psycopg2.errors.LockNotAvailable | psycopg2.errors.DeadlockDetected):
+        return type(driver).__name__
+    if error.args and str(error.args[0]) == "database is locked":
+        return "SQLite busy"
+    return None
 
 
 def dialect() -> str:

@@ -8,7 +8,7 @@ from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.http import HTTP_STATUS_CODES
 
-from todoapi.db import is_lock_wait
+from todoapi.db import contention
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,9 @@ def init_errors(app: Flask) -> None:
     @app.errorhandler(InterfaceError)
     @app.errorhandler(MaxConnectionsExceeded)
     def _database_down(error: Exception) -> tuple[dict[str, Any], int, dict[str, str]]:
-        if is_lock_wait(error):
-            log.warning("gave up waiting for a lock another transaction holds")
+        kind = contention(error)
+        if kind is not None:
+            log.warning("another transaction's locks stood in the way: %s", kind)
             message = "The request waited too long for another change to finish; try again shortly."
             return error_body(503, message), 503, {"Retry-After": "1"}
         log.error("database unavailable: %s", type(error).__name__)

@@ -5,7 +5,6 @@ PostgreSQL only: it runs a user's writes side by side, so the order of their tim
 commits can differ. SQLite runs one write transaction at a time, each stamped inside it.
 """
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,26 +15,10 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import todoapi.db as db_module
+from tests.helpers import Background, waiting_on_locks
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-
-
-class Background:
-    """One request on its own thread and test client."""
-
-    def __init__(self, app: Flask, send: Callable[[FlaskClient], TestResponse]) -> None:
-        self.response: TestResponse | None = None
-        self.thread = threading.Thread(target=self._run, args=(app, send), daemon=True)
-        self.thread.start()
-
-    def _run(self, app: Flask, send: Callable[[FlaskClient], TestResponse]) -> None:
-        self.response = send(app.test_client())
-
-    def result(self) -> TestResponse:
-        self.thread.join(30)
-        assert self.response is not None, "the request did not finish"
-        return self.response
 
 
 @pytest.fixture(autouse=True)
@@ -52,16 +35,6 @@ def session(database_url: str) -> Iterator[Any]:
     yield connection
     connection.rollback()
     connection.close()
-
-
-def waiting_on_locks(session: Any) -> int:
-    with session.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # a transaction sees one snapshot otherwise
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return int(cursor.fetchone()[0])
 
 
 def updated_ats(response: TestResponse) -> dict[int, str]:

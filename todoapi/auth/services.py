@@ -10,9 +10,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from peewee import IntegrityError, fn
 
-from todoapi.db import db, dialect, sql_for
+from todoapi.db import db, dialect, sql_for, write_transaction
 from todoapi.errors import Conflict, Forbidden, Unauthorized, Unprocessable
-from todoapi.models import MAX_ID, Session, User
+from todoapi.models import MAX_ID, Session, Todo, User
 from todoapi.notifications.channels import UnsafeTarget, check_webhook_url, new_webhook_secret
 
 # argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile); a change of
@@ -178,5 +178,9 @@ def update_user(user: User, changes: dict[str, Any], allow_private_webhooks: boo
 
 
 def delete_user(user: User) -> None:
-    # Todos, tags, sessions and notifications go with it (ON DELETE CASCADE).
-    User.delete().where(User.id == user.id).execute()
+    # Tags, sessions and notifications go with it (ON DELETE CASCADE). The todos go first, on their
+    # own: a change takes its todo's row, then its account's (the revision bump), and a deletion that
+    # took them the other way round (the account's cascade) could deadlock with it.
+    with write_transaction():
+        Todo.delete().where(Todo.user == user.id).execute()
+        User.delete().where(User.id == user.id).execute()
