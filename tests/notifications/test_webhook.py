@@ -600,6 +600,17 @@ def test_a_delivery_lost_before_queueing_is_sent_by_the_next_scan(
     assert retry(app, delivery_id) == "skipped"
 
 
+def test_rq_ends_a_delivery_job_after_an_attempts_time_and_before_its_lease(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
+) -> None:
+    set_webhook(client, auth, receiver.url)
+    create_todo(client, auth, TODAY)
+    queue_due_soon(app)
+    with app.app_context():
+        [job] = get_queue().get_jobs()
+    assert channels.WEBHOOK_ATTEMPT_SECONDS < job.timeout < services.LEASE.total_seconds()
+
+
 def test_a_claimed_delivery_is_not_claimed_again(
     app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver
 ) -> None:

@@ -6,16 +6,21 @@ import json
 import secrets
 import smtplib
 import socket
+import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import httpcore
 import httpx
 from standardwebhooks import Webhook
 
-# Short on purpose: a slow receiver must not hold a worker; RQ retries with backoff.
+# Short on purpose: a slow receiver must not hold a worker; RQ retries with backoff. Each socket
+# operation has its own bound, and the whole attempt one more: a receiver that answers a byte at a
+# time, each within the read timeout, would otherwise hold the worker as long as it liked.
 WEBHOOK_TIMEOUT = httpx.Timeout(connect=3.0, read=5.0, write=5.0, pool=3.0)
+WEBHOOK_ATTEMPT_SECONDS = 10.0
 SMTP_TIMEOUT_SECONDS = 10
 
 
@@ -98,8 +103,63 @@ def check_webhook_url(url: str, allow_private: bool) -> None:
         _vetted_addresses(target, allow_private=False)
 
 
-def _failure(exc: httpx.HTTPError) -> DeliveryError:
-    if isinstance(exc, httpx.TimeoutException):
+class _Deadline(httpcore.NetworkBackend):
+    """httpcore's sockets, each operation bounded by the time left of one attempt as well as by its
+    own timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.until = time.monotonic() + seconds
+        self._sockets = httpcore.SyncBackend()
+
+    def left(self, timeout: float | None, expired: type[httpcore.TimeoutException]) -> float:
+        left = self.until - time.monotonic()
+        if left <= 0:
+            raise expired("the attempt ran out of time")
+        return left if timeout is None else min(timeout, left)
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        timeout = self.left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            self._sockets.connect_tcp(host, port, timeout, local_address, socket_options), self
+        )
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._deadline.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._deadline.left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        timeout = self._deadline.left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout), self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+def _failure(exc: Exception) -> DeliveryError:
+    if isinstance(exc, httpcore.TimeoutException):
         return DeliveryError("timed out")
     return DeliveryError(f"connection failed: {type(exc).__name__}")
 
@@ -113,42 +173,47 @@ def send_webhook(
     goes to the addresses that check saw: the connection makes no look-up of its own, so a name
     that answers a public address to the check and a private one a moment later (DNS rebinding)
     still reaches only the public one. The Host header and TLS (SNI, the certificate's name) keep
-    the URL's name."""
+    the URL's name. Only the answer's status is read, never its body (it could be gigabytes), and
+    the attempt ends within WEBHOOK_ATTEMPT_SECONDS whatever the receiver does."""
     try:
         target = _checked(url, allow_private)
         addresses = _vetted_addresses(target, allow_private)
     except UnsafeTarget as exc:
         raise DeliveryError(f"refused target: {exc}") from None
-    body = json.dumps(payload, separators=(",", ":"))
+    body = json.dumps(payload, separators=(",", ":")).encode()
     now = datetime.now(UTC)
-    headers = {
-        "host": target.netloc.decode("ascii"),
-        "content-type": "application/json",
+    headers: dict[bytes | str, bytes | str] = {
+        "Host": target.netloc.decode("ascii"),
+        "Content-Type": "application/json",
         "webhook-id": message_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(secret).sign(message_id, now, body),
-        "user-agent": "todoapi-webhooks/1",
+        "webhook-signature": Webhook(secret).sign(message_id, now, body.decode()),
+        "User-Agent": "todoapi-webhooks/1",
     }
-    with httpx.Client(timeout=WEBHOOK_TIMEOUT, follow_redirects=False) as client:
+    # httpcore, not httpx's client, for its network backend: the attempt's deadline lives there.
+    # httpx's SSL context: certifi's roots, or SSL_CERT_FILE's.
+    extensions = {"timeout": WEBHOOK_TIMEOUT.as_dict(), "sni_hostname": _host(target)}
+    with httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(), network_backend=_Deadline(WEBHOOK_ATTEMPT_SECONDS)
+    ) as pool:
         for position, address in enumerate(addresses, start=1):
-            request = client.build_request(
-                "POST",
-                target.copy_with(host=address),
-                content=body,
-                headers=headers,
-                extensions={"sni_hostname": _host(target)},
+            at = httpcore.URL(
+                scheme=target.raw_scheme, host=address, port=target.port, target=target.raw_path
             )
             try:
-                response = client.send(request)
+                with pool.stream(
+                    "POST", at, headers=headers, content=body, extensions=extensions
+                ) as response:
+                    status = response.status
                 break
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 if position == len(addresses):
                     raise _failure(exc) from None
                 # As a connect to the name would: the next address (IPv4, when IPv6 has no route).
-            except httpx.HTTPError as exc:
+            except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError) as exc:
                 raise _failure(exc) from None
-    if not 200 <= response.status_code < 300:
-        raise DeliveryError(f"receiver answered HTTP {response.status_code}")
+    if not 200 <= status < 300:
+        raise DeliveryError(f"receiver answered HTTP {status}")
 
 
 def send_email(smtp_url: str, to: str, subject: str, text: str) -> None:

@@ -28,11 +28,20 @@ def scan_due_soon() -> dict[str, int]:
     return {"notified": len(report.notified), "requeued": len(lost)}
 
 
+# RQ ends a delivery job that runs longer: more than an attempt takes (a webhook's deadline, an SMTP
+# exchange), less than the delivery's lease, so the sweep never hands a delivery still being sent
+# to a second job.
+DELIVERY_JOB_SECONDS = 60
+
+
 def enqueue_delivery(delivery_id: int) -> None:
     # A failed attempt schedules its own retry (`deliver`); this Retry is for a job that raised
     # (the database down, say), whose traceback RQ logs.
     enqueue(
-        deliver, delivery_id, retry=Retry(max=services.MAX_ATTEMPTS - 1, interval=services.RETRY_INTERVALS)
+        deliver,
+        delivery_id,
+        retry=Retry(max=services.MAX_ATTEMPTS - 1, interval=services.RETRY_INTERVALS),
+        job_timeout=DELIVERY_JOB_SECONDS,
     )
 
 
