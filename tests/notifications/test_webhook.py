@@ -30,7 +30,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from tests.helpers import assert_error
 from tests.processes import free_port
 from tests.webhook_receiver import Receiver
-from todoapi.models import Delivery, User, utcnow
+from todoapi.models import Delivery, Notification, User, utcnow
 from todoapi.notifications import channels, jobs, services
 from todoapi.queue import enqueue, get_queue, get_redis
 
@@ -598,6 +598,69 @@ def test_a_delivery_lost_before_queueing_is_sent_by_the_next_scan(
         "last_error": None,
     }
     assert retry(app, delivery_id) == "skipped"
+
+
+def webhook_deliveries(app: Flask) -> dict[tuple[str, str], Delivery]:
+    """(owner's email, todo title) -> its webhook delivery."""
+    with app.app_context():
+        rows = Delivery.select(Delivery, Notification, User).join(Notification).join(User)
+        return {(row.notification.user.email, row.notification.title): row for row in rows}
+
+
+@pytest.mark.parametrize("trouble", ["fails", "crawls"])
+def test_a_receiver_that_fails_or_crawls_holds_back_only_its_own_accounts_deliveries(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    other_auth: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    redis: Any,
+    trouble: str,
+) -> None:
+    """The worker runs one job at a time: without this, an account with many todos due and a
+    receiver that fails or answers slowly would keep everyone's notifications waiting."""
+    monkeypatch.setattr(services, "SLOW_WEBHOOK_SECONDS", 0.2)
+    with Receiver(hold=0.4) as slow, Receiver() as fine:
+        if trouble == "fails":
+            slow.answers = [500]
+        else:
+            slow.hang.set()  # answers 204 after 0.4 s
+        set_webhook(client, auth, slow.url)
+        set_webhook(client, other_auth, fine.url)
+        for title in ("first", "second", "third"):
+            create_todo(client, auth, TODAY, title)
+        create_todo(client, other_auth, TODAY, "bob's")
+        queue_due_soon(app)
+        started = utcnow()
+
+        drain(app)
+
+        deliveries = webhook_deliveries(app)
+        assert len(slow.calls) == 1 and len(fine.calls) == 1
+    first = deliveries[(ANN, "first")]
+    assert first.status == ("pending" if trouble == "fails" else "delivered")
+    assert deliveries[("bob@example.com", "bob's")].status == "delivered"
+    for title in ("second", "third"):
+        held = deliveries[(ANN, title)]
+        assert (held.status, held.attempts) == ("pending", 0)
+        if trouble == "fails":  # until the failed one's own retry
+            assert held.next_attempt_at == first.next_attempt_at
+        else:  # five times the slow attempt
+            assert held.next_attempt_at - started >= timedelta(seconds=5 * 0.4)
+
+
+def test_a_quick_receiver_holds_nothing_back(
+    app: Flask, client: FlaskClient, auth: dict[str, str], receiver: Receiver, redis: Any
+) -> None:
+    set_webhook(client, auth, receiver.url)
+    for title in ("first", "second", "third"):
+        create_todo(client, auth, TODAY, title)
+    queue_due_soon(app)
+
+    drain(app)
+
+    assert len(receiver.calls) == 3
+    assert {delivery.status for delivery in webhook_deliveries(app).values()} == {"delivered"}
 
 
 def test_rq_ends_a_delivery_job_after_an_attempts_time_and_before_its_lease(

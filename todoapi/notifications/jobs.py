@@ -2,6 +2,7 @@
 
 import logging
 import math
+import time
 
 from flask import current_app
 from rq import Retry
@@ -53,6 +54,7 @@ def deliver(delivery_id: int) -> str | Retry:
         if claimed is None:
             return "skipped"  # delivered, failed for good, or another job holds it
         error = None
+        started = time.monotonic()
         try:
             _send(claimed)
         except channels.DeliveryError as exc:
@@ -62,6 +64,7 @@ def deliver(delivery_id: int) -> str | Retry:
             log.exception("delivery attempt crashed delivery_id=%s", delivery_id)
             error = f"internal error: {type(exc).__name__}"
         status = services.finish_delivery(claimed.delivery, error)
+        services.pace_webhooks(claimed.delivery, claimed.user.id, time.monotonic() - started)
     NOTIFICATIONS.labels(claimed.delivery.channel, {"pending": "retry"}.get(status, status)).inc()
     log.info(
         "delivery attempt delivery_id=%s notification_id=%s channel=%s attempt=%s status=%s error=%s",

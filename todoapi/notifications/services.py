@@ -20,6 +20,10 @@ BATCH_SIZE = 500
 MAX_ATTEMPTS = 5
 RETRY_INTERVALS = [10, 30, 120, 600]  # seconds before attempts 2..5
 LEASE = timedelta(minutes=2)  # longer than one attempt can take (connect + read timeouts)
+# A webhook attempt slower than this holds back the account's other webhook deliveries for
+# PACE_FACTOR times its length; a failed one holds them back for its own backoff.
+SLOW_WEBHOOK_SECONDS = 2.0
+PACE_FACTOR = 5
 
 
 @dataclass
@@ -213,10 +217,7 @@ def finish_delivery(delivery: Delivery, error: str | None, now: datetime | None 
     elif delivery.attempts >= MAX_ATTEMPTS:
         status, next_attempt = "failed", now
     else:
-        status = "pending"
-        next_attempt = now + timedelta(
-            seconds=RETRY_INTERVALS[min(delivery.attempts, len(RETRY_INTERVALS)) - 1]
-        )
+        status, next_attempt = "pending", now + backoff(delivery.attempts)
     outcome = {
         "status": status,
         "last_error": error,
@@ -228,6 +229,39 @@ def finish_delivery(delivery: Delivery, error: str | None, now: datetime | None 
     for name, value in outcome.items():
         setattr(delivery, name, value)
     return status
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long after its `attempts`-th failed attempt a delivery is tried again."""
+    return timedelta(seconds=RETRY_INTERVALS[min(attempts, len(RETRY_INTERVALS)) - 1])
+
+
+def pace_webhooks(delivery: Delivery, user_id: int, seconds: float, now: datetime | None = None) -> int:
+    """After an attempt of `delivery` (to `user_id`'s receiver) that took `seconds`: if it failed or
+    was slow, the account's other pending webhook deliveries wait (until the sweep queues them
+    again). The worker runs one job at a time, and an account can have any number of todos due:
+    one receiver that fails or crawls must not keep everyone else's notifications waiting. Returns
+    how many were held back."""
+    now = now or utcnow()
+    until = now + timedelta(seconds=PACE_FACTOR * seconds) if seconds > SLOW_WEBHOOK_SECONDS else now
+    if delivery.last_error is not None:
+        # The others wait for this one's retry (or as long, after its last attempt).
+        retry = delivery.next_attempt_at if delivery.status == "pending" else now + backoff(delivery.attempts)
+        until = max(until, retry)
+    if delivery.channel != "webhook" or until <= now:
+        return 0
+    owned = Notification.select(Notification.id).where(Notification.user == user_id)
+    return int(
+        Delivery.update(next_attempt_at=until, updated_at=now)
+        .where(
+            (Delivery.channel == "webhook")
+            & (Delivery.status == "pending")
+            & (Delivery.id != delivery.id)
+            & (Delivery.next_attempt_at < until)
+            & Delivery.notification.in_(owned)
+        )
+        .execute()
+    )
 
 
 def overdue_deliveries(now: datetime | None = None, grace: timedelta = timedelta(minutes=2)) -> list[int]:
