@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
+import todoapi.db as db_module
 from todoapi import create_app
 from todoapi.db import db, migrate, open_database
 
@@ -153,3 +154,10 @@ def auth(register: Callable[..., dict[str, str]]) -> dict[str, str]:
 @pytest.fixture
 def other_auth(register: Callable[..., dict[str, str]]) -> dict[str, str]:
     return register("bob@example.com")
+
+
+@pytest.fixture
+def patient_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests wait for a test's own locks as long as it needs (tests/test_lock_waits.py has the
+    bound a request puts on lock waits)."""
+    monkeypatch.setattr(db_module, "REQUEST_LOCK_WAIT_SECONDS", 30.0)

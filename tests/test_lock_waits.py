@@ -17,7 +17,6 @@ from flask.testing import FlaskClient
 from peewee import OperationalError
 from werkzeug.test import TestResponse
 
-import todoapi.db as db_module
 from tests.helpers import Background, assert_error, waiting_on_locks
 from tests.processes import wait_for
 from todoapi.db import REQUEST_LOCK_WAIT_SECONDS, open_database
@@ -101,12 +100,6 @@ def test_a_write_waiting_on_its_accounts_row_gets_503_alone_and_changes_nothing(
     assert other_read.status_code == 200, other_read.json
     assert other_write.status_code == 200, other_write.json
     assert client.get("/todos", headers=auth).json == before
-
-
-@pytest.fixture
-def patient_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Requests wait on this test's locks as long as it needs: it is not about the bound."""
-    monkeypatch.setattr(db_module, "REQUEST_LOCK_WAIT_SECONDS", 30.0)
 
 
 @pytest.mark.usefixtures("patient_requests")

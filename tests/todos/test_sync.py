@@ -14,18 +14,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-import todoapi.db as db_module
 from tests.helpers import Background, waiting_on_locks
 from tests.processes import wait_for
 
-pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-
-
-@pytest.fixture(autouse=True)
-def patient_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Change A waits on this test's lock as long as the test needs (tests/test_lock_waits.py has
-    the bound a request puts on lock waits)."""
-    monkeypatch.setattr(db_module, "REQUEST_LOCK_WAIT_SECONDS", 60.0)
+pytestmark = [
+    pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
+    pytest.mark.usefixtures("patient_requests"),  # change A waits on the test's lock
+]
 
 
 @pytest.fixture

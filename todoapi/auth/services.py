@@ -10,9 +10,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from peewee import IntegrityError, fn
 
-from todoapi.db import db, dialect, sql_for, write_transaction
+from todoapi.db import db, dialect, is_postgres, sql_for, write_transaction
 from todoapi.errors import Conflict, Forbidden, Unauthorized, Unprocessable
-from todoapi.models import MAX_ID, Session, Todo, User
+from todoapi.models import MAX_ID, Session, Todo, User, utcnow
 from todoapi.notifications.channels import UnsafeTarget, check_webhook_url, new_webhook_secret
 
 # argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile); a change of
@@ -70,15 +70,40 @@ def authenticate(email: str, password: str) -> User:
     if not _password_matches(user.password_hash, password):
         raise Unauthorized(BAD_CREDENTIALS)
     if hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hasher.hash(password)
-        User.update(password_hash=user.password_hash).where(User.id == user.id).execute()
+        rehashed = hasher.hash(password)
+        # Compare-and-set: a password changed meanwhile stays changed (and this login then fails).
+        if _replace_password_hash(user, rehashed):
+            user.password_hash = rehashed
     return user
 
 
+def _replace_password_hash(user: User, new_hash: str) -> bool:
+    """Set the account's password hash if it is still `user.password_hash` (the one checked)."""
+    query = User.update(password_hash=new_hash).where(
+        (User.id == user.id) & (User.password_hash == user.password_hash)
+    )
+    return bool(query.execute())
+
+
 def open_session(user: User, issue: TokenIssuer) -> dict[str, Any]:
+    """A new session, if the password just checked (`user.password_hash`) is still the account's.
+
+    A password change ends every session; a login whose check ran before the change committed must
+    not add one after it. The insert reads the account's row with a share lock (PostgreSQL), so it
+    waits for a change under way (which locks the row first, then deletes the sessions) and then
+    sees its new hash; SQLite runs one write at a time."""
     session_id = secrets.token_hex(16)
     tokens, refresh_jti = issue(session_id)
-    Session.create(id=session_id, user=user.id, refresh_jti=refresh_jti)
+    values = (Session.id.to_value(session_id), Session.refresh_jti.to_value(refresh_jti))
+    created = Session.created_at.to_value(utcnow())  # stored as naive UTC, as the field does
+    account = User.select(values[0], User.id, values[1], created).where(
+        (User.id == user.id) & (User.password_hash == user.password_hash)
+    )
+    if is_postgres():
+        account = account.for_update("FOR SHARE")  # type: ignore[arg-type]  # peewee takes the clause
+    fields = [Session.id, Session.user, Session.refresh_jti, Session.created_at]
+    if not Session.insert_from(account, fields).as_rowcount().execute():
+        raise Unauthorized(BAD_CREDENTIALS)
     return tokens
 
 
@@ -158,22 +183,32 @@ def _set_webhook(user: User, url: str | None, allow_private: bool) -> None:
 
 
 def update_user(user: User, changes: dict[str, Any], allow_private_webhooks: bool = False) -> User:
+    """Writes only the columns that change: the caller's row was read at the start of the request,
+    and writing it all back would undo what committed since (a password change, the revision)."""
     new_password = changes.pop("new_password", None)
     current_password = changes.pop("current_password", None)
     if "webhook_url" in changes:
         _set_webhook(user, changes.pop("webhook_url"), allow_private_webhooks)
+        changes |= {"webhook_url": user.webhook_url, "webhook_secret": user.webhook_secret}
     if new_password is not None:
         # Both argon2 runs before the transaction: SQLite's writers take turns (db.WriterQueue).
         if not _password_matches(user.password_hash, current_password or ""):
             raise Forbidden("The current password is wrong.")
-        user.password_hash = hasher.hash(new_password)
-    with db.atomic():
+        new_hash = hasher.hash(new_password)
+    with write_transaction():
         if new_password is not None:
+            # Compare-and-set on the hash checked above, and the account's row locked before the
+            # sessions go: a concurrent login either came first (its session is deleted here) or
+            # waits and sees the new hash (`open_session`).
+            if not _replace_password_hash(user, new_hash):
+                raise Forbidden("The current password is wrong.")
+            user.password_hash = new_hash
             # A new password ends every session, this one included.
             Session.delete().where(Session.user == user.id).execute()
-        for name, value in changes.items():
-            setattr(user, name, value)
-        user.save()
+        if changes:
+            User.update(**changes).where(User.id == user.id).execute()
+    for name, value in changes.items():
+        setattr(user, name, value)
     return user
 
 
