@@ -172,8 +172,9 @@ class Blueprint(flask_smorest.Blueprint):
 
     def if_match(self, render: Callable[[Any], Any]) -> Callable[[Any], bool] | None:
         """A predicate telling whether an object, as `render` shows it, still has the ETag the
-        client sent; None when none was sent."""
-        if not request.if_match:
+        client sent; None when none was sent. A header that names no entity-tag (malformed, or
+        empty) is sent all the same: nothing matches it, so the write fails (412), never goes ahead."""
+        if "If-Match" not in request.headers:
             return None
         wanted = request.if_match
         return lambda obj: self._generate_etag(render(obj)) in wanted  # `*` matches any
