@@ -136,6 +136,15 @@ def test_more_than_twenty_tags_as_sent_are_refused_even_with_duplicates(client, 
     assert total(client, auth) == 0
 
 
+def test_a_long_tag_list_is_refused_by_its_length_before_its_items_are_read(client, auth):
+    """200,000 tags fit in a 1 MiB body: the list's length is checked first, and the answer names
+    that limit, not each bad item."""
+    response = client.post("/todos", json={"title": "x", "tags": [7] * 200_000}, headers=auth)
+    assert_error(response, 422, "tags")
+    assert response.json["errors"]["json"]["tags"] == ["At most 20 tags."]
+    assert total(client, auth) == 0
+
+
 def test_a_tag_lower_cases_to_no_more_characters_than_it_has(client, auth):
     """`"İ".lower()` is two characters (i and a combining dot): 50 of them would not fit the limit."""
     todo = create(client, auth, tags=["İ" * 50, "İstanbul"])
