@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Build: a virtualenv with the pinned dependencies. Runtime: that venv plus the source, non-root.
 
-FROM python:3.11.7-slim-bookworm AS build
+FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
@@ -11,8 +11,9 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install -c constraints.txt . \
     && /opt/venv/bin/pip uninstall -y todoapi
 
-FROM python:3.11.7-slim-bookworm
+FROM python:3.11.14-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH \
+    APP_ENV=production \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PORT=8000 \

@@ -1,5 +1,7 @@
 """Configuration is a pure function of the environment; production refuses unsafe secrets."""
 
+from pathlib import Path
+
 import pytest
 
 from todoapi.config import DEV_SECRET, ConfigError, load_config
@@ -36,8 +38,17 @@ def test_environment_values_are_read():
     assert config["JWT_SECRET_KEY"] == GOOD_SECRET
 
 
-@pytest.mark.parametrize("secret", [None, "", "short", "x" * 31, DEV_SECRET])
-def test_production_refuses_a_missing_or_short_secret(secret):
+def example_secret() -> str:
+    """The JWT_SECRET_KEY line of .env.example, which people copy to .env."""
+    lines = (Path(__file__).resolve().parent.parent / ".env.example").read_text().splitlines()
+    [secret] = [line.split("=", 1)[1] for line in lines if line.startswith("JWT_SECRET_KEY=")]
+    return secret
+
+
+@pytest.mark.parametrize(
+    "secret", [None, "", "short", "x" * 31, DEV_SECRET, f" {DEV_SECRET} ", example_secret()]
+)
+def test_production_refuses_a_missing_short_or_published_secret(secret):
     env = {"APP_ENV": "production"} | ({"JWT_SECRET_KEY": secret} if secret is not None else {})
     with pytest.raises(ConfigError, match="JWT_SECRET_KEY"):
         load_config(env)

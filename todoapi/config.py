@@ -7,6 +7,8 @@ from limits import parse
 
 DEV_SECRET = "dev-only-secret-change-me-in-production"  # noqa: S105 - refused in production below
 MIN_SECRET_LENGTH = 32
+# Published values, refused in production: whoever has read this repository knows them.
+PUBLIC_SECRETS = frozenset({DEV_SECRET, "change-me-to-a-random-string-of-32-or-more-chars"})  # .env.example
 
 
 class ConfigError(Exception):
@@ -51,7 +53,7 @@ def load_config(env: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env['APP_ENV']!r}")
     production = app_env == "production"
     secret = env.get("JWT_SECRET_KEY", "")
-    if production and (secret == DEV_SECRET or len(secret.strip()) < MIN_SECRET_LENGTH):
+    if production and (secret.strip() in PUBLIC_SECRETS or len(secret.strip()) < MIN_SECRET_LENGTH):
         raise ConfigError(
             f"JWT_SECRET_KEY must be set to a random string of at least {MIN_SECRET_LENGTH} characters "
             "when APP_ENV=production"

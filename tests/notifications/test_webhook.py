@@ -207,6 +207,9 @@ REFUSED = [
             "https://[::127.0.0.1]/",  # IPv4-compatible
             "https://[ff02::1]/",  # multicast
             "https://[2001:db8::1]/",  # documentation
+            "https://192.0.0.8/",  # IETF protocol assignments (global to Pythons before 3.11.10)
+            "https://[::ffff:0:7f00:1]/",  # IPv4-translated 127.0.0.1 (likewise)
+            "https://[::ffff:0:a9fe:a9fe]/",  # IPv4-translated 169.254.169.254
         )
     ],
     # Refused even where private targets are allowed.

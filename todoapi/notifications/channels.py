@@ -37,12 +37,15 @@ def new_webhook_secret() -> str:
 
 
 # IPv6 addresses that carry an IPv4 address some router or translator delivers to: NAT64's
-# well-known prefix (and ::ffff:0:0/96 and 6to4, which `ipaddress` unwraps itself).
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# Not for the open internet, though Python 3.11's `is_global` calls them global: the 6to4 relay
-# anycast, local-use NAT64, IPv6 site-local, and IPv4-compatible IPv6 (`::127.0.0.1`).
+# well-known prefix and SIIT's IPv4-translated ::ffff:0:0:0/96 (and ::ffff:0:0/96 and 6to4, which
+# `ipaddress` unwraps itself).
+_TRANSLATED = tuple(ipaddress.ip_network(network) for network in ("64:ff9b::/96", "::ffff:0:0:0/96"))
+# Not for the open internet, though `is_global` calls them global on Pythons without the fix for
+# CVE-2024-4032 (before 3.11.10, as this host's): the 6to4 relay anycast, IETF protocol assignments,
+# local-use NAT64, IPv6 site-local, and IPv4-compatible IPv6 (`::127.0.0.1`).
 _NOT_GLOBAL = tuple(
-    ipaddress.ip_network(network) for network in ("192.88.99.0/24", "64:ff9b:1::/48", "fec0::/10", "::/96")
+    ipaddress.ip_network(network)
+    for network in ("192.88.99.0/24", "192.0.0.0/24", "64:ff9b:1::/48", "fec0::/10", "::/96")
 )
 
 
@@ -54,7 +57,7 @@ def _is_public(address: str) -> bool:
         if ip.teredo is not None:
             return False
         embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
+        if embedded is None and any(ip in network for network in _TRANSLATED):
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
         if embedded is not None:
             return _is_public(str(embedded))
