@@ -127,6 +127,22 @@ def test_the_same_email_from_another_address_is_not_limited(client: FlaskClient)
     assert_not_limited(login(client, environ={"REMOTE_ADDR": "10.1.2.4"}), 200)
 
 
+@pytest.mark.usefixtures("accounts")
+def test_an_ipv6_clients_64_shares_one_bucket(client: FlaskClient) -> None:
+    """A host is commonly handed a whole IPv6 /64: a fresh address per attempt is no fresh bucket."""
+    for host in range(1, LIMIT + 1):
+        assert_not_limited(login(client, environ={"REMOTE_ADDR": f"2001:db8:1:2::{host}"}), 200)
+    assert_limited(login(client, environ={"REMOTE_ADDR": "2001:db8:1:2:ffff:ffff:ffff:ffff"}))
+    assert_not_limited(login(client, environ={"REMOTE_ADDR": "2001:db8:1:3::1"}), 200)  # another /64
+
+
+@pytest.mark.usefixtures("accounts")
+def test_an_ipv4_address_inside_ipv6_counts_as_itself(client: FlaskClient) -> None:
+    for _ in range(LIMIT):
+        login(client, environ=OTHER_ADDRESS)
+    assert_limited(login(client, environ={"REMOTE_ADDR": f"::ffff:{OTHER_ADDRESS['REMOTE_ADDR']}"}))
+
+
 def forwarded(address: str) -> dict[str, str]:
     """A request through one router at 10.0.0.1 that appended the client's address."""
     return {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": f"203.0.113.9, {address}"}

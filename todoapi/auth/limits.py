@@ -5,6 +5,7 @@ request of the app to serve one limited endpoint, ~30 µs on each API call.
 """
 
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -42,7 +43,22 @@ def _login_key() -> str:
         raw = body.get("email") or body.get("username") or ""  # type: ignore[union-attr]
         email = normalize_email(raw) if isinstance(raw, str) else ""
     # Hashed: the key shows up in Redis.
-    return f"login:{request.remote_addr}:{hashlib.sha256(email.encode()).hexdigest()[:16]}"
+    return f"login:{client_network(request.remote_addr)}:{hashlib.sha256(email.encode()).hexdigest()[:16]}"
+
+
+def client_network(address: str | None) -> str:
+    """The client address as the limit counts it: an IPv4 address, or an IPv6 address's /64. A
+    single IPv6 host is commonly handed a whole /64, so counting each address would give it 2**64
+    buckets; an IPv4 address inside IPv6 (`::ffff:a.b.c.d`) counts as that IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or ""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _count_attempt() -> None:
