@@ -219,8 +219,21 @@ def send_webhook(
         raise DeliveryError(f"receiver answered HTTP {status}")
 
 
+def _names_loopback(host: str) -> bool:
+    """Whether an SMTP_URL's host is this machine by name (localhost, or a loopback address)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def send_email(smtp_url: str, to: str, subject: str, text: str) -> None:
-    """One plain-text message through the server in `SMTP_URL` (smtp://, or smtps:// for TLS)."""
+    """One plain-text message through the server in `SMTP_URL`: smtps:// is TLS from the start;
+    smtp:// upgrades with STARTTLS whenever the server offers it, except on loopback (nothing leaves
+    the machine), and never sends its password in clear to another machine. TLS checks the server's
+    certificate against its name (httpx's SSL context: certifi's roots, or SSL_CERT_FILE's)."""
     parts = urlsplit(smtp_url)
     message = EmailMessage()
     sender = unquote(parts.username or "")
@@ -228,13 +241,25 @@ def send_email(smtp_url: str, to: str, subject: str, text: str) -> None:
     message["To"] = to
     message["Subject"] = " ".join(subject.split())  # a title may hold line breaks; headers may not
     message.set_content(text)
-    client_class = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
+    host, port = parts.hostname or "localhost", parts.port or 0
+    credentials = (
+        (unquote(parts.username), unquote(parts.password)) if parts.username and parts.password else None
+    )
+    tls = httpx.create_ssl_context()
     try:
-        with client_class(
-            parts.hostname or "localhost", parts.port or 0, timeout=SMTP_TIMEOUT_SECONDS
-        ) as client:
-            if parts.username and parts.password:
-                client.login(unquote(parts.username), unquote(parts.password))
+        if parts.scheme == "smtps":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=SMTP_TIMEOUT_SECONDS, context=tls)
+        else:
+            client = smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT_SECONDS)
+        with client:
+            if parts.scheme != "smtps" and not _names_loopback(host):
+                client.ehlo()
+                if client.has_extn("starttls"):
+                    client.starttls(context=tls)
+                elif credentials:
+                    raise DeliveryError("smtp server offers no STARTTLS: the password is not sent in clear")
+            if credentials:
+                client.login(*credentials)
             client.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
         raise DeliveryError(f"smtp failed: {type(exc).__name__}") from None
