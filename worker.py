@@ -2,8 +2,15 @@
 
 from todoapi.notifications.jobs import scan_due_soon
 from todoapi.queue import run_worker
+from todoapi.todos.jobs import PURGE_INTERVAL_SECONDS, purge_expired_keys
 from wsgi import app
 
 if __name__ == "__main__":
-    # The repeating scan is registered here only, never by web processes.
-    run_worker(app, every={scan_due_soon: app.config["NOTIFY_INTERVAL_SECONDS"]})
+    # The repeating jobs are registered here only, never by web processes.
+    run_worker(
+        app,
+        every={
+            scan_due_soon: app.config["NOTIFY_INTERVAL_SECONDS"],
+            purge_expired_keys: PURGE_INTERVAL_SECONDS,
+        },
+    )

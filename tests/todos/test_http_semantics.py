@@ -11,11 +11,15 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from rq import SimpleWorker
 from werkzeug.test import TestResponse
 
 from tests.helpers import assert_error
 from todoapi.db import db
 from todoapi.models import IdempotencyKey, Todo, utcnow
+from todoapi.queue import enqueue, get_queue, get_redis
+from todoapi.todos import jobs as todo_jobs
+from todoapi.todos import services as todo_services
 
 BODY = {"title": "Pay rent", "priority": 4, "tags": ["home"], "due_date": "2026-12-01"}
 
@@ -407,3 +411,27 @@ def test_concurrent_retries_create_exactly_one_todo(app, client, auth):
             assert IdempotencyKey.select().where(IdempotencyKey.key == key).count() == 1
         assert client.get(responses[0].headers["Location"], headers=auth).json == responses[0].json
     assert total(client, auth) == 5
+
+
+def test_expired_keys_are_purged_in_batches_and_live_ones_kept(app, client, auth, other_auth, redis):
+    """A key past its 24 hours holds a stored response nobody can replay any more."""
+    kept = post_keyed(client, auth, "fresh")
+
+    def age(prefix: str) -> int:
+        aged = utcnow() - timedelta(hours=25)
+        return IdempotencyKey.update(created_at=aged).where(IdempotencyKey.key.startswith(prefix)).execute()
+
+    for n in range(5):
+        post_keyed(client, other_auth if n % 2 else auth, f"old-{n}")
+    post_keyed(client, auth, "later")
+    with app.app_context():
+        assert age("old-") == 5
+        assert todo_services.purge_expired_keys(batch_size=2) == 5
+        assert sorted(row.key for row in IdempotencyKey.select()) == ["fresh", "later"]
+        # The worker's hourly job does the same.
+        assert age("later") == 1
+        job = enqueue(todo_jobs.purge_expired_keys)
+        SimpleWorker([get_queue()], connection=get_redis()).work(burst=True)
+        assert job is not None and job.return_value() == {"purged": 1}
+        assert [row.key for row in IdempotencyKey.select()] == ["fresh"]
+    assert_replay(post_keyed(client, auth, "fresh"), kept)
