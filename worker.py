@@ -1,8 +1,8 @@
 """RQ worker entry point: `python worker.py`."""
 
+from todoapi import housekeeping
 from todoapi.notifications.jobs import scan_due_soon
 from todoapi.queue import run_worker
-from todoapi.todos.jobs import PURGE_INTERVAL_SECONDS, purge_expired_keys
 from wsgi import app
 
 if __name__ == "__main__":
@@ -11,6 +11,6 @@ if __name__ == "__main__":
         app,
         every={
             scan_due_soon: app.config["NOTIFY_INTERVAL_SECONDS"],
-            purge_expired_keys: PURGE_INTERVAL_SECONDS,
+            housekeeping.purge_expired: housekeeping.INTERVAL_SECONDS,
         },
     )

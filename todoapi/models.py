@@ -104,6 +104,8 @@ class Session(BaseModel):
     user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE", index=True)
     refresh_jti = CharField(max_length=64)
     created_at = UTCDateTimeField(default=utcnow)
+    # When its newest refresh token expires (migration 0010; none for sessions from before it).
+    expires_at = UTCDateTimeField(null=True, index=True)
 
     class Meta:
         table_name = "sessions"

@@ -6,17 +6,21 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from rq import SimpleWorker
 from werkzeug.test import TestResponse
 
 from tests.helpers import assert_error
-from todoapi.auth.services import session_user
-from todoapi.models import User
+from todoapi import housekeeping
+from todoapi.auth.services import purge_expired_sessions, session_user
+from todoapi.models import Session, User, utcnow
+from todoapi.queue import enqueue, get_queue, get_redis
 
 ANN = "ann@example.com"
 PASSWORD = "correct horse battery"
@@ -547,3 +551,45 @@ def test_the_session_check_loads_the_account_as_stored(app: Flask, client: Flask
         assert loaded.todo_revision == 1 and loaded.created_at.utcoffset() is not None
         assert not loaded._dirty  # a later save() writes only what changes
         assert session_user(token["sid"], "999999") is None
+
+
+def refresh_expiry(token: str) -> datetime:
+    """The `exp` of a token, read without checking it (the test only wants the date)."""
+    return datetime.fromtimestamp(jwt.decode(token, options={"verify_signature": False})["exp"], UTC)
+
+
+def test_a_session_records_when_its_newest_refresh_token_expires(app: Flask, client: FlaskClient) -> None:
+    first = sign_up(client)
+    with app.app_context():
+        [recorded] = [session.expires_at for session in Session.select()]
+    assert timedelta(0) <= recorded - refresh_expiry(first["refresh_token"]) < timedelta(seconds=5)
+
+    time.sleep(1.1)  # a token's `exp` counts whole seconds
+    second = refresh(client, first["refresh_token"]).json
+    with app.app_context():
+        [moved] = [session.expires_at for session in Session.select()]
+    assert moved > recorded
+    assert timedelta(0) <= moved - refresh_expiry(second["refresh_token"]) < timedelta(seconds=5)
+
+
+def test_sessions_past_their_refresh_tokens_are_purged_and_no_others(
+    app: Flask, client: FlaskClient, redis: Any
+) -> None:
+    """The worker's hourly clean-up. A session from before expiries were recorded has none: kept."""
+    tokens = [sign_up(client)["access_token"], *(log_in(client)["access_token"] for _ in range(4))]
+    with app.app_context():
+        ids = [session.id for session in Session.select().order_by(Session.created_at)]
+        past = utcnow() - timedelta(seconds=1)
+        Session.update(expires_at=past).where(Session.id.in_(ids[:3])).execute()
+        Session.update(expires_at=None).where(Session.id == ids[3]).execute()
+        assert purge_expired_sessions(batch_size=2) == 3
+        assert sorted(session.id for session in Session.select()) == sorted(ids[3:])
+        Session.update(expires_at=past).where(Session.id == ids[4]).execute()
+        job = enqueue(housekeeping.purge_expired)
+        SimpleWorker([get_queue()], connection=get_redis()).work(burst=True)
+        assert job is not None and job.return_value() == {"idempotency_keys": 0, "sessions": 1}
+        assert [session.id for session in Session.select()] == [ids[3]]
+    assert [client.get("/me", headers=bearer(token)).status_code for token in tokens] == [401] * 3 + [
+        200,
+        401,
+    ]

@@ -15,10 +15,10 @@ from rq import SimpleWorker
 from werkzeug.test import TestResponse
 
 from tests.helpers import assert_error
+from todoapi import housekeeping
 from todoapi.db import db
 from todoapi.models import IdempotencyKey, Todo, utcnow
 from todoapi.queue import enqueue, get_queue, get_redis
-from todoapi.todos import jobs as todo_jobs
 from todoapi.todos import services as todo_services
 
 BODY = {"title": "Pay rent", "priority": 4, "tags": ["home"], "due_date": "2026-12-01"}
@@ -428,10 +428,10 @@ def test_expired_keys_are_purged_in_batches_and_live_ones_kept(app, client, auth
         assert age("old-") == 5
         assert todo_services.purge_expired_keys(batch_size=2) == 5
         assert sorted(row.key for row in IdempotencyKey.select()) == ["fresh", "later"]
-        # The worker's hourly job does the same.
+        # The worker's hourly clean-up does the same.
         assert age("later") == 1
-        job = enqueue(todo_jobs.purge_expired_keys)
+        job = enqueue(housekeeping.purge_expired)
         SimpleWorker([get_queue()], connection=get_redis()).work(burst=True)
-        assert job is not None and job.return_value() == {"purged": 1}
+        assert job is not None and job.return_value() == {"idempotency_keys": 1, "sessions": 0}
         assert [row.key for row in IdempotencyKey.select()] == ["fresh"]
     assert_replay(post_keyed(client, auth, "fresh"), kept)

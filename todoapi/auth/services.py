@@ -3,6 +3,7 @@
 import re
 import secrets
 from collections.abc import Callable
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -31,7 +32,7 @@ def configure_hasher(**parameters: Any) -> None:
 
 
 # Issues a session's tokens: session id -> (response body, refresh token jti).
-TokenIssuer = Callable[[str], tuple[dict[str, Any], str]]
+TokenIssuer = Callable[[str], tuple[dict[str, Any], str, datetime]]
 
 BAD_CREDENTIALS = "Incorrect email or password."
 
@@ -93,15 +94,21 @@ def open_session(user: User, issue: TokenIssuer) -> dict[str, Any]:
     waits for a change under way (which locks the row first, then deletes the sessions) and then
     sees its new hash; SQLite runs one write at a time."""
     session_id = secrets.token_hex(16)
-    tokens, refresh_jti = issue(session_id)
-    values = (Session.id.to_value(session_id), Session.refresh_jti.to_value(refresh_jti))
-    created = Session.created_at.to_value(utcnow())  # stored as naive UTC, as the field does
-    account = User.select(values[0], User.id, values[1], created).where(
+    tokens, refresh_jti, expires_at = issue(session_id)
+    row = {
+        Session.id: session_id,
+        Session.refresh_jti: refresh_jti,
+        Session.created_at: utcnow(),
+        Session.expires_at: expires_at,
+    }
+    # Each value as its column stores it (the times as naive UTC); the account's id from its row.
+    values = [field.to_value(value) for field, value in row.items()]
+    account = User.select(User.id, *values).where(
         (User.id == user.id) & (User.password_hash == user.password_hash)
     )
     if is_postgres():
         account = account.for_update("FOR SHARE")  # type: ignore[arg-type]  # peewee takes the clause
-    fields = [Session.id, Session.user, Session.refresh_jti, Session.created_at]
+    fields = [Session.user, *row]
     if not Session.insert_from(account, fields).as_rowcount().execute():
         raise Unauthorized(BAD_CREDENTIALS)
     return tokens
@@ -109,16 +116,29 @@ def open_session(user: User, issue: TokenIssuer) -> dict[str, Any]:
 
 def rotate_session(session_id: str, refresh_jti: str, issue: TokenIssuer) -> dict[str, Any]:
     """New tokens for a live session; the presented refresh token stops working."""
-    tokens, new_jti = issue(session_id)
+    tokens, new_jti, expires_at = issue(session_id)
     # Compare-and-set: of two concurrent refreshes with one token, exactly one wins.
     rotated = (
-        Session.update(refresh_jti=new_jti)
+        Session.update(refresh_jti=new_jti, expires_at=expires_at)
         .where((Session.id == session_id) & (Session.refresh_jti == refresh_jti))
         .execute()
     )
     if not rotated:
         raise Unauthorized("Refresh token has already been used.")
     return tokens
+
+
+def purge_expired_sessions(now: datetime | None = None, batch_size: int = 1000) -> int:
+    """Delete the sessions whose newest refresh token has expired (no token of theirs is good any
+    more), a batch per statement; how many went."""
+    now = now or utcnow()
+    purged = 0
+    while True:
+        expired = Session.select(Session.id).where(Session.expires_at < now).limit(batch_size)
+        deleted = int(Session.delete().where(Session.id.in_(expired)).execute())
+        purged += deleted
+        if deleted < batch_size:
+            return purged
 
 
 def end_session(session_id: str) -> None:

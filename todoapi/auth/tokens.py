@@ -4,7 +4,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 from todoapi.api import BEARER, Blueprint, error_doc
 from todoapi.auth import services
 from todoapi.errors import AppError, Unauthorized, error_body
-from todoapi.models import User
+from todoapi.models import User, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -134,8 +134,9 @@ def init_auth(app: Flask) -> None:
     jwt.revoked_token_loader(lambda header, payload: _unauthorized("Token has been revoked."))
 
 
-def issue_tokens(user: User, session_id: str) -> tuple[dict[str, Any], str]:
-    """Tokens for one session, and the refresh token's jti to record on it."""
+def issue_tokens(user: User, session_id: str) -> tuple[dict[str, Any], str, datetime]:
+    """Tokens for one session, and the refresh token's jti and expiry (no earlier than its `exp`)
+    to record on it."""
     claims = {"sid": session_id}
     access = create_access_token(identity=str(user.id), additional_claims=claims)
     refresh = create_refresh_token(identity=str(user.id), additional_claims=claims)
@@ -146,7 +147,7 @@ def issue_tokens(user: User, session_id: str) -> tuple[dict[str, Any], str]:
         "token_type": "bearer",
         "expires_in": int(expires.total_seconds()),
     }
-    return body, str(get_jti(refresh))
+    return body, str(get_jti(refresh)), utcnow() + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
 
 
 UNAUTHORIZED_DOC = {"401": error_doc("Missing, invalid, expired or revoked token.")}
