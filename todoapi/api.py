@@ -49,9 +49,11 @@ LINK_HEADER = {
 
 
 def page_links(skip: int, limit: int, total: int) -> str:
-    """`Link` header for the neighbouring pages, keeping every other query parameter."""
+    """`Link` header for the neighbouring pages, keeping every other query parameter. From past the
+    end, `prev` is the last page (not `limit` items before the request's `skip`: more empty pages)."""
     links = []
-    for rel, target in (("prev", max(skip - limit, 0) if skip > 0 else None), ("next", skip + limit)):
+    prev = max(min(skip - limit, total - limit), 0) if skip > 0 else None
+    for rel, target in (("prev", prev), ("next", skip + limit)):
         if target is None or (rel == "next" and target >= total):
             continue
         args = [

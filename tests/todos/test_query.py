@@ -617,6 +617,8 @@ def test_total_counts_every_match_not_the_page(client, auth):
         (0, 6, None, 6),
         (6, 1, 5, None),
         (5, 1, 4, 6),
+        (7, 3, 4, None),  # past the end: prev is the last page
+        (100, 2, 5, None),
     ],
 )
 def test_link_header_has_next_and_prev_exactly_when_they_exist(client, auth, skip, limit, prev, next_):
