@@ -508,8 +508,8 @@ def init_db(app: Flask) -> None:
 def contention(error: BaseException) -> str | None:
     """What kind of wait for another transaction's locks ended this database error, if one did: the
     database answers, it is busy. PostgreSQL: a request's `lock_timeout`, or a deadlock it broke (a
-    change holds its todo and waits for its account's row while `DELETE /me` holds the account and
-    waits for the todo). SQLite: its busy timeout."""
+    change holds its todo and waits for its account's row while another transaction holds the two
+    the other way round). SQLite: its busy timeout."""
     # peewee raises its own error while handling the driver's (the driver's is its context).
     driver = error.__cause__ or error.__context__ or error
     if isinstance(driver, psycopg2.errors.LockNotAvailable | psycopg2.errors.DeadlockDetected):
