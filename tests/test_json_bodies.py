@@ -111,3 +111,38 @@ def test_json_within_the_limits_still_reads(client: FlaskClient, auth: dict[str,
 
     assert created.status_code == 201, created.json
     assert created.json["title"] == "\U0001f600 ok"
+
+
+@pytest.mark.parametrize("unknown", [21, 60_000])
+@pytest.mark.parametrize("method, path, field, rest, headers", ENDPOINTS)
+def test_a_body_of_many_unknown_fields_gets_a_422_that_names_twenty(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    unknown: int,
+    method: str,
+    path: str,
+    field: str,
+    rest: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    """60,000 unknown fields fit in 1 MiB: the answer stays short, and nothing changes."""
+    todo = client.post("/todos", json={"title": "kept"}, headers=auth)
+    before = snapshot(app)
+    sent = rest | {f"x{n}": n for n in range(unknown)}
+
+    response = client.open(path.format(id=todo.json["id"]), method=method, json=sent, headers=auth | headers)
+
+    assert_error(response, 422)
+    errors = response.json["errors"]["json"]
+    assert errors.pop("_schema") == [f"{unknown} unknown fields; the first 20 are listed."]
+    assert len(errors) == 20 and set(errors) <= set(sent) - set(rest)
+    assert all(messages == ["Unknown field."] for messages in errors.values())
+    assert len(response.get_data()) < 2000
+    assert snapshot(app) == before
+
+
+def test_twenty_unknown_fields_are_each_named_as_before(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.post("/todos", json={"title": "t"} | {f"x{n}": n for n in range(20)}, headers=auth)
+    assert_error(response, 422)
+    assert response.json["errors"]["json"] == {f"x{n}": ["Unknown field."] for n in range(20)}

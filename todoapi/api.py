@@ -72,6 +72,8 @@ MESSAGES = {
 
 
 _REPEATABLE: "weakref.WeakKeyDictionary[Schema, frozenset[str]]" = weakref.WeakKeyDictionary()
+_KNOWN: "weakref.WeakKeyDictionary[Schema, frozenset[str]]" = weakref.WeakKeyDictionary()
+MAX_UNKNOWN_LISTED = 20  # unknown fields a 422 names, at most
 
 
 class Parser(FlaskParser):
@@ -113,6 +115,27 @@ class Parser(FlaskParser):
             proxy = MultiDictProxy({}, schema, known_multi_fields=tuple(self.KNOWN_MULTI_FIELDS))
             names = _REPEATABLE[schema] = frozenset(proxy.multiple_keys)
         return names
+
+    def load_json(self, req: Request, schema: Schema) -> Any:
+        """The JSON body; one with more unknown fields than a 422 lists is refused here, before
+        marshmallow reports each of them (60,000 fit in 1 MiB: 126 ms and a 1.7 MB answer)."""
+        data = super().load_json(req, schema)
+        if isinstance(data, dict) and len(data) > MAX_UNKNOWN_LISTED:  # else nothing to count
+            known = _KNOWN.get(schema)
+            if known is None:
+                known = _KNOWN[schema] = frozenset(
+                    f.data_key or name for name, f in schema.load_fields.items()
+                )
+            unknown = [name for name in data if name not in known]
+            if len(unknown) > MAX_UNKNOWN_LISTED:
+                errors: dict[str, list[str]] = {
+                    name: ["Unknown field."] for name in unknown[:MAX_UNKNOWN_LISTED]
+                }
+                errors["_schema"] = [
+                    f"{len(unknown)} unknown fields; the first {MAX_UNKNOWN_LISTED} are listed."
+                ]
+                raise ValidationError(errors)
+        return data
 
     def load_json_or_form(self, req: Request, schema: Schema) -> Any:
         if req.mimetype in FORM_MIMETYPES:
