@@ -267,6 +267,31 @@ def test_bounded_batches_reach_every_eligible_todo(
     assert row_counts(app) == (7, 0)
 
 
+def test_a_todo_deleted_after_the_scan_read_it_leaves_the_rest_of_its_batch_notified(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    other_auth: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its notification's foreign key would fail the batch's insert, and every account's
+    notifications in the batch with it (under churn, every scan)."""
+    gone = create_todo(client, auth, TODAY)
+    kept = {create_todo(client, auth, TODAY + DAY), create_todo(client, other_auth, TODAY)}
+    candidates = services._candidates
+
+    def deleted_meanwhile(*args: Any) -> Any:
+        for batch in candidates(*args):
+            assert client.delete(f"/todos/{gone}", headers=auth).status_code == 204
+            yield batch
+
+    monkeypatch.setattr(services, "_candidates", deleted_meanwhile)
+    report = scan(app)
+
+    assert notified(report) == kept
+    assert row_counts(app) == (2, 0)
+
+
 def test_dry_run_changes_nothing(app: Flask, client: FlaskClient, auth: dict[str, str], redis: Any) -> None:
     set_webhook_in_db(app, "ann@example.com", "https://hooks.example.com/x", "whsec_" + "A" * 32)
     due_today, due_tomorrow = create_todo(client, auth, TODAY), create_todo(client, auth, TODAY + DAY)

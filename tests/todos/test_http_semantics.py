@@ -435,3 +435,22 @@ def test_expired_keys_are_purged_in_batches_and_live_ones_kept(app, client, auth
         assert job is not None and job.return_value() == {"idempotency_keys": 1, "sessions": 0}
         assert [row.key for row in IdempotencyKey.select()] == ["fresh"]
     assert_replay(post_keyed(client, auth, "fresh"), kept)
+
+
+def test_a_keyed_create_whose_account_is_deleted_meanwhile_is_401_not_500(app, client, auth, monkeypatch):
+    """The account goes between the request's session check and its key's insert: the insert
+    fails on the account's foreign key, not on the key's unique index, so there is no first
+    response to replay."""
+    fingerprint = todo_services._fingerprint
+
+    def account_deleted_meanwhile(body: Any) -> str:
+        other = threading.Thread(target=lambda: app.test_client().delete("/me", headers=auth))
+        other.start()
+        other.join(30)
+        return fingerprint(body)
+
+    monkeypatch.setattr(todo_services, "_fingerprint", account_deleted_meanwhile)
+    response = post_keyed(client, auth, "k-1")
+
+    assert_error(response, 401)
+    assert stored(app, Todo) == stored(app, IdempotencyKey) == 0

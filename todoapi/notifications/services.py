@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from peewee import Tuple, fn, prefetch
 
-from todoapi.db import db
+from todoapi.db import db, is_postgres
 from todoapi.errors import NotFound
 from todoapi.models import MAX_ID, Delivery, Notification, Todo, User, utcnow
 
@@ -134,6 +134,16 @@ def _create_notifications(
         return []
     by_todo = {entry["todo_id"]: entry for entry in entries}
     with db.atomic():
+        # A todo deleted since the batch was read would fail the insert's foreign key, and the
+        # whole batch, any account's todos, with it: only those still there go in, kept there
+        # until the commit (PostgreSQL: FOR KEY SHARE, which a deletion waits for and a change
+        # does not; SQLite: this transaction already has the writers' turn).
+        present = Todo.select(Todo.id).where(Todo.id.in_(list(by_todo))).order_by(Todo.id)
+        if is_postgres():
+            present = present.for_update("FOR KEY SHARE")  # type: ignore[arg-type]  # the clause
+        entries = [by_todo[todo.id] for todo in present]
+        if not entries:
+            return []
         won = (
             Notification.insert_many(
                 [

@@ -467,7 +467,9 @@ def create_todo_once(
             with db.atomic():
                 record = IdempotencyKey.create(user=user_id, key=key, fingerprint=fingerprint)
         except IntegrityError:
-            first = IdempotencyKey.get((IdempotencyKey.user == user_id) & (IdempotencyKey.key == key))
+            first = IdempotencyKey.get_or_none((IdempotencyKey.user == user_id) & (IdempotencyKey.key == key))
+            if first is None:  # not the key's unique index but the account's foreign key: deleted
+                raise Unauthorized("The session has ended.") from None
             if first.fingerprint != fingerprint:
                 raise Unprocessable(
                     "This Idempotency-Key was already used with a different request body.",
