@@ -6,6 +6,7 @@
 import logging
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -61,6 +62,18 @@ def inbox(client: FlaskClient, auth: dict[str, str]) -> list[dict[str, Any]]:
 
 def notified(report: services.ScanReport) -> set[int]:
     return {entry["todo_id"] for entry in report.notified}
+
+
+def on_each_batch(monkeypatch: pytest.MonkeyPatch, action: Callable[[list[Any]], Any]) -> None:
+    """Run `action` on each batch of candidates the scan reads, before it inserts their notifications."""
+    candidates = services._candidates
+
+    def watched(*args: Any) -> Any:
+        for batch in candidates(*args):
+            action(batch)
+            yield batch
+
+    monkeypatch.setattr(services, "_candidates", watched)
 
 
 def row_counts(app: Flask) -> tuple[int, int]:
@@ -250,15 +263,8 @@ def test_bounded_batches_reach_every_eligible_todo(
         create_todo(client, auth, due)  # in the scan's UTC window, first in its order, not eligible
     eligible = {create_todo(client, auth, due) for due in (TODAY + DAY, TODAY + DAY, TODAY + 2 * DAY)}
     eligible |= {create_todo(client, other_auth, due) for due in (TODAY, TODAY, TODAY + DAY, TODAY + DAY)}
-    candidates = services._candidates
     batch_sizes: list[int] = []
-
-    def recorded(*args: Any) -> Any:
-        for batch in candidates(*args):
-            batch_sizes.append(len(batch))
-            yield batch
-
-    monkeypatch.setattr(services, "_candidates", recorded)
+    on_each_batch(monkeypatch, lambda batch: batch_sizes.append(len(batch)))
     report = scan(app, batch_size=2)
 
     assert len(eligible) == 7
@@ -278,16 +284,13 @@ def test_a_todo_deleted_after_the_scan_read_it_leaves_the_rest_of_its_batch_noti
     notifications in the batch with it (under churn, every scan)."""
     gone = create_todo(client, auth, TODAY)
     kept = {create_todo(client, auth, TODAY + DAY), create_todo(client, other_auth, TODAY)}
-    candidates = services._candidates
-
-    def deleted_meanwhile(*args: Any) -> Any:
-        for batch in candidates(*args):
-            assert client.delete(f"/todos/{gone}", headers=auth).status_code == 204
-            yield batch
-
-    monkeypatch.setattr(services, "_candidates", deleted_meanwhile)
+    deleted: list[int] = []
+    on_each_batch(
+        monkeypatch, lambda batch: deleted.append(client.delete(f"/todos/{gone}", headers=auth).status_code)
+    )
     report = scan(app)
 
+    assert deleted == [204]
     assert notified(report) == kept
     assert row_counts(app) == (2, 0)
 
