@@ -225,7 +225,7 @@ def test_0009_keeps_every_row_index_and_key_and_ids_continue_above_them(make_app
     assert largest["todos"] < keyed.json["id"]
 
     database = open_database(f"sqlite:///{path}")
-    assert migrate(database) == ["0010_session_expiry"]
+    assert migrate(database)[:1] == ["0010_session_expiry"]
     assert migrate(database) == []
     database.close_all()
 
@@ -284,3 +284,36 @@ def test_sqlite_lowered_copies_are_filled_in_for_existing_todos(tmp_path):
             "SELECT sql FROM sqlite_master WHERE name = 'todos_user_title'"
         ).fetchall()
         assert "title_folded" in index[0]
+
+
+def test_0011_refolds_sqlites_copies_that_str_lower_made_unlike_postgresqls(tmp_path):
+    """Only rows holding Σ or İ change: their copies become PostgreSQL's lower() of the text; down
+    puts str.lower's back."""
+    database = open_database(f"sqlite:///{tmp_path / 'old.db'}")
+    texts = [("ΣΊΣΥΦΟΣ", "x"), ("x", "İSTANBUL"), ("ÄRGER", "Ωmega")]
+    with database.connection_context():
+        runner = Runner(database, str(MIGRATIONS_DIR))
+        runner.up(target="0010_session_expiry")
+        database.execute_sql(
+            "INSERT INTO users (email, password_hash, timezone, created_at)"
+            " VALUES ('a@b.c', 'x', 'UTC', '2026-01-01')"
+        )
+        for title, description in texts:
+            database.execute_sql(
+                "INSERT INTO todos (user_id, title, description, done, priority, tags, created_at,"
+                " updated_at, title_folded, description_folded)"
+                " VALUES (1, ?, ?, 0, 3, '[]', '2026-01-01', '2026-01-01', ?, ?)",
+                (title, description, title.lower(), description.lower()),
+            )
+
+        def copies() -> list[tuple[str, str]]:
+            return database.execute_sql(
+                "SELECT title_folded, description_folded FROM todos ORDER BY id"
+            ).fetchall()
+
+        before = copies()
+        assert runner.up() == ["0011_sqlite_fold_as_postgresql"]
+        assert copies() == [("σίσυφοσ", "x"), ("x", "istanbul"), ("ärger", "ωmega")]
+        assert runner.down() == ["0011_sqlite_fold_as_postgresql"]
+        assert copies() == before
+    database.close_all()

@@ -71,7 +71,12 @@ _SOURCE_OF = {copy: source for source, copy in _COPY_OF.items()}
 
 
 def fold(text: str) -> str:
-    """The lowered copy SQLite keeps of a title or description, and the search text's form there."""
+    """The lowered copy SQLite keeps of a title or description, and the search text's form there:
+    PostgreSQL's lower() (which keeps them there), each character's own lowercase. Python's
+    str.lower differs twice: a word-final Σ becomes ς, and İ becomes i with a combining dot."""
+    text = text.replace("\u0130", "i")  # İ
+    if "\u03a3" in text:  # Σ: one character at a time, so that none becomes ς
+        return "".join(char.lower() for char in text)
     return text.lower()
 
 
