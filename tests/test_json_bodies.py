@@ -3,11 +3,12 @@ that reads JSON answers 400 in the error shape and changes nothing."""
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from tests.helpers import assert_error
 from todoapi.models import Session, Todo, User
@@ -27,18 +28,26 @@ HOSTILE = {
     "infinity": '{{"{field}": -Infinity}}',
 }
 
-# (method, path, the field to poison, the rest of an otherwise valid body, extra headers)
+
+class Endpoint(NamedTuple):
+    method: str
+    path: str  # `{id}`: a todo of the caller's
+    field: str  # the one to poison
+    rest: dict[str, Any]  # the rest of an otherwise valid body
+    headers: dict[str, str]
+
+
 ENDPOINTS = [
-    ("POST", "/auth/register", "password", {"email": "bob@example.com"}, {}),
-    ("POST", "/auth/register", "email", {"password": PASSWORD}, {}),
-    ("POST", "/auth/login", "password", {"email": "ann@example.com"}, {}),
-    ("POST", "/auth/login", "email", {"password": PASSWORD}, {}),
-    ("PATCH", "/me", "new_password", {"current_password": PASSWORD}, {}),
-    ("PATCH", "/me", "timezone", {}, {}),
-    ("POST", "/todos", "title", {}, {}),
-    ("POST", "/todos", "title", {}, {"Idempotency-Key": "k-1"}),
-    ("POST", "/todos", "tags", {"title": "t"}, {}),
-    ("PATCH", "/todos/{id}", "description", {}, {}),
+    Endpoint("POST", "/auth/register", "password", {"email": "bob@example.com"}, {}),
+    Endpoint("POST", "/auth/register", "email", {"password": PASSWORD}, {}),
+    Endpoint("POST", "/auth/login", "password", {"email": "ann@example.com"}, {}),
+    Endpoint("POST", "/auth/login", "email", {"password": PASSWORD}, {}),
+    Endpoint("PATCH", "/me", "new_password", {"current_password": PASSWORD}, {}),
+    Endpoint("PATCH", "/me", "timezone", {}, {}),
+    Endpoint("POST", "/todos", "title", {}, {}),
+    Endpoint("POST", "/todos", "title", {}, {"Idempotency-Key": "k-1"}),
+    Endpoint("POST", "/todos", "tags", {"title": "t"}, {}),
+    Endpoint("PATCH", "/todos/{id}", "description", {}, {}),
 ]
 
 
@@ -47,6 +56,22 @@ def body(template: str, field: str, rest: dict[str, Any]) -> str:
     if not rest:
         return poisoned
     return json.dumps(rest)[:-1] + ", " + poisoned[1:]
+
+
+@pytest.fixture
+def kept(client: FlaskClient, auth: dict[str, str]) -> int:
+    """A todo of the caller's, for an endpoint's `{id}`."""
+    todo = client.post("/todos", json={"title": "kept", "tags": ["a"]}, headers=auth)
+    assert todo.status_code == 201
+    return int(todo.json["id"])
+
+
+def send(
+    client: FlaskClient, auth: dict[str, str], endpoint: Endpoint, todo_id: int, **body: Any
+) -> TestResponse:
+    """`endpoint`'s request, its body given as `json=` or `data=`."""
+    path = endpoint.path.format(id=todo_id)
+    return client.open(path, method=endpoint.method, headers=auth | endpoint.headers, **body)
 
 
 def snapshot(app: Flask) -> tuple[Any, ...]:
@@ -59,29 +84,14 @@ def snapshot(app: Flask) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("kind", HOSTILE)
-@pytest.mark.parametrize("method, path, field, rest, headers", ENDPOINTS)
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_json_beyond_rfc_8259_is_400_and_changes_nothing(
-    app: Flask,
-    client: FlaskClient,
-    auth: dict[str, str],
-    kind: str,
-    method: str,
-    path: str,
-    field: str,
-    rest: dict[str, Any],
-    headers: dict[str, str],
+    app: Flask, client: FlaskClient, auth: dict[str, str], kept: int, kind: str, endpoint: Endpoint
 ) -> None:
-    todo = client.post("/todos", json={"title": "kept", "tags": ["a"]}, headers=auth)
-    assert todo.status_code == 201
     before = snapshot(app)
+    poisoned = body(HOSTILE[kind], endpoint.field, endpoint.rest)
 
-    response = client.open(
-        path.format(id=todo.json["id"]),
-        method=method,
-        data=body(HOSTILE[kind], field, rest),
-        content_type="application/json",
-        headers=auth | headers,
-    )
+    response = send(client, auth, endpoint, kept, data=poisoned, content_type="application/json")
 
     assert_error(response, 400, "_schema")
     assert snapshot(app) == before
@@ -114,29 +124,20 @@ def test_json_within_the_limits_still_reads(client: FlaskClient, auth: dict[str,
 
 
 @pytest.mark.parametrize("unknown", [21, 60_000])
-@pytest.mark.parametrize("method, path, field, rest, headers", ENDPOINTS)
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_a_body_of_many_unknown_fields_gets_a_422_that_names_twenty(
-    app: Flask,
-    client: FlaskClient,
-    auth: dict[str, str],
-    unknown: int,
-    method: str,
-    path: str,
-    field: str,
-    rest: dict[str, Any],
-    headers: dict[str, str],
+    app: Flask, client: FlaskClient, auth: dict[str, str], kept: int, unknown: int, endpoint: Endpoint
 ) -> None:
     """60,000 unknown fields fit in 1 MiB: the answer stays short, and nothing changes."""
-    todo = client.post("/todos", json={"title": "kept"}, headers=auth)
     before = snapshot(app)
-    sent = rest | {f"x{n}": n for n in range(unknown)}
+    sent = endpoint.rest | {f"x{n}": n for n in range(unknown)}
 
-    response = client.open(path.format(id=todo.json["id"]), method=method, json=sent, headers=auth | headers)
+    response = send(client, auth, endpoint, kept, json=sent)
 
     assert_error(response, 422)
     errors = response.json["errors"]["json"]
     assert errors.pop("_schema") == [f"{unknown} unknown fields; the first 20 are listed."]
-    assert len(errors) == 20 and set(errors) <= set(sent) - set(rest)
+    assert len(errors) == 20 and set(errors) <= set(sent) - set(endpoint.rest)
     assert all(messages == ["Unknown field."] for messages in errors.values())
     assert len(response.get_data()) < 2000
     assert snapshot(app) == before

@@ -595,9 +595,10 @@ def write_transaction() -> Any:
     return db.atomic("IMMEDIATE") if is_sqlite() else db.atomic()
 
 
-def for_update(query: Any) -> Any:
-    """Lock the selected rows until commit where the database can (SQLite: the whole file already is)."""
-    return query.for_update() if is_postgres() else query
+def for_update(query: Any, strength: str = "UPDATE") -> Any:
+    """Lock the selected rows until commit where the database can (SQLite: a transaction writing
+    already has the whole file). `strength`: PostgreSQL's row lock, `FOR <strength>`."""
+    return query.for_update(f"FOR {strength}") if is_postgres() else query
 
 
 def pending_migrations(database: Database) -> list[str]:

@@ -18,7 +18,7 @@ from werkzeug.test import TestResponse
 
 from tests.helpers import assert_error
 from todoapi import housekeeping
-from todoapi.auth.services import purge_expired_sessions, session_user
+from todoapi.auth.services import session_user
 from todoapi.models import Session, User, utcnow
 from todoapi.queue import enqueue, get_queue, get_redis
 
@@ -582,7 +582,7 @@ def test_sessions_past_their_refresh_tokens_are_purged_and_no_others(
         past = utcnow() - timedelta(seconds=1)
         Session.update(expires_at=past).where(Session.id.in_(ids[:3])).execute()
         Session.update(expires_at=None).where(Session.id == ids[3]).execute()
-        assert purge_expired_sessions(batch_size=2) == 3
+        assert housekeeping.purge_expired_sessions(batch_size=2) == 3
         assert sorted(session.id for session in Session.select()) == sorted(ids[3:])
         Session.update(expires_at=past).where(Session.id == ids[4]).execute()
         job = enqueue(housekeeping.purge_expired)

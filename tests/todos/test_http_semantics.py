@@ -426,7 +426,7 @@ def test_expired_keys_are_purged_in_batches_and_live_ones_kept(app, client, auth
     post_keyed(client, auth, "later")
     with app.app_context():
         assert age("old-") == 5
-        assert todo_services.purge_expired_keys(batch_size=2) == 5
+        assert housekeeping.purge_expired_keys(batch_size=2) == 5
         assert sorted(row.key for row in IdempotencyKey.select()) == ["fresh", "later"]
         # The worker's hourly clean-up does the same.
         assert age("later") == 1

@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from peewee import IntegrityError, fn
 
-from todoapi.db import db, dialect, is_postgres, sql_for, write_transaction
+from todoapi.db import db, dialect, for_update, sql_for, write_transaction
 from todoapi.errors import Conflict, Forbidden, Unauthorized, Unprocessable
 from todoapi.models import MAX_ID, Session, Todo, User, utcnow
 from todoapi.notifications.channels import UnsafeTarget, check_webhook_url, new_webhook_secret
@@ -106,10 +106,8 @@ def open_session(user: User, issue: TokenIssuer) -> dict[str, Any]:
     account = User.select(User.id, *values).where(
         (User.id == user.id) & (User.password_hash == user.password_hash)
     )
-    if is_postgres():
-        account = account.for_update("FOR SHARE")  # type: ignore[arg-type]  # peewee takes the clause
     fields = [Session.user, *row]
-    if not Session.insert_from(account, fields).as_rowcount().execute():
+    if not Session.insert_from(for_update(account, "SHARE"), fields).as_rowcount().execute():
         raise Unauthorized(BAD_CREDENTIALS)
     return tokens
 
@@ -126,19 +124,6 @@ def rotate_session(session_id: str, refresh_jti: str, issue: TokenIssuer) -> dic
     if not rotated:
         raise Unauthorized("Refresh token has already been used.")
     return tokens
-
-
-def purge_expired_sessions(now: datetime | None = None, batch_size: int = 1000) -> int:
-    """Delete the sessions whose newest refresh token has expired (no token of theirs is good any
-    more), a batch per statement; how many went."""
-    now = now or utcnow()
-    purged = 0
-    while True:
-        expired = Session.select(Session.id).where(Session.expires_at < now).limit(batch_size)
-        deleted = int(Session.delete().where(Session.id.in_(expired)).execute())
-        purged += deleted
-        if deleted < batch_size:
-            return purged
 
 
 def end_session(session_id: str) -> None:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from peewee import Tuple, fn, prefetch
 
-from todoapi.db import db, is_postgres
+from todoapi.db import db, for_update
 from todoapi.errors import NotFound
 from todoapi.models import MAX_ID, Delivery, Notification, Todo, User, utcnow
 
@@ -139,9 +139,7 @@ def _create_notifications(
         # until the commit (PostgreSQL: FOR KEY SHARE, which a deletion waits for and a change
         # does not; SQLite: this transaction already has the writers' turn).
         present = Todo.select(Todo.id).where(Todo.id.in_(list(by_todo))).order_by(Todo.id)
-        if is_postgres():
-            present = present.for_update("FOR KEY SHARE")  # type: ignore[arg-type]  # the clause
-        entries = [by_todo[todo.id] for todo in present]
+        entries = [by_todo[todo.id] for todo in for_update(present, "KEY SHARE")]
         if not entries:
             return []
         won = (
@@ -252,13 +250,15 @@ def pace_webhooks(delivery: Delivery, user_id: int, seconds: float, now: datetim
     again). The worker runs one job at a time, and an account can have any number of todos due:
     one receiver that fails or crawls must not keep everyone else's notifications waiting. Returns
     how many were held back."""
+    if delivery.channel != "webhook":
+        return 0
     now = now or utcnow()
     until = now + timedelta(seconds=PACE_FACTOR * seconds) if seconds > SLOW_WEBHOOK_SECONDS else now
     if delivery.last_error is not None:
         # The others wait for this one's retry (or as long, after its last attempt).
         retry = delivery.next_attempt_at if delivery.status == "pending" else now + backoff(delivery.attempts)
         until = max(until, retry)
-    if delivery.channel != "webhook" or until <= now:
+    if until <= now:
         return 0
     owned = Notification.select(Notification.id).where(Notification.user == user_id)
     return int(

@@ -433,25 +433,6 @@ def create_todo(caller: Caller, data: dict[str, Any]) -> Todo:
     return todo
 
 
-def purge_expired_keys(now: datetime | None = None, batch_size: int = 1000) -> int:
-    """Delete the idempotency keys past their 24 hours (each holds a stored response), a batch per
-    statement so no transaction runs long; how many went. An expired key still in its table is
-    harmless (`create_todo_once` replaces it), but nothing else would ever remove it."""
-    expired = (now or utcnow()) - IDEMPOTENCY_WINDOW
-    purged = 0
-    while True:
-        oldest = (
-            IdempotencyKey.select(IdempotencyKey.id)
-            .where(IdempotencyKey.created_at < expired)
-            .order_by(IdempotencyKey.created_at)
-            .limit(batch_size)
-        )
-        deleted = int(IdempotencyKey.delete().where(IdempotencyKey.id.in_(oldest)).execute())
-        purged += deleted
-        if deleted < batch_size:
-            return purged
-
-
 def create_todo_once(
     user_id: int, data: dict[str, Any], key: str, request_body: Any, render: Render
 ) -> Todo | Replay:
