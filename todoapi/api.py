@@ -246,9 +246,9 @@ API_CONFIG = {
     "OPENAPI_SWAGGER_UI_URL": "/docs/assets/",
     "OPENAPI_SWAGGER_UI_CONFIG": {"persistAuthorization": True},
     "OPENAPI_REDOC_PATH": "/redoc",
-    # An exact release: an npm version never changes once published, where `@2` takes whatever
-    # 2.x is published next into a page on our origin (Swagger UI keeps its token in localStorage).
-    "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc@2.5.0/bundles/redoc.standalone.js",
+    # Served by the app (todoapi/ops/routes.py): a script from a CDN would run on our origin, where
+    # Swagger UI keeps a pasted token in localStorage.
+    "OPENAPI_REDOC_URL": "/redoc/assets/redoc.standalone.js",
     "API_SPEC_OPTIONS": {
         "info": {
             "description": "A multi-user TODO service. Log in, then send `Authorization: Bearer <token>`."

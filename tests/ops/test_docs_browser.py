@@ -235,3 +235,26 @@ def test_authorize_with_pasted_bearer_token_then_try_it_out(chromium: Browser | 
         assert sent.value.headers.get("authorization") == f"Bearer {token}"
         body = response_body(row)
         assert [item["title"] for item in body["items"]] == [title]
+
+
+def test_redoc_renders_and_searches_the_spec_from_the_apps_own_bundle(
+    chromium: Browser | str, server: Server
+) -> None:
+    with docs_browser(chromium, server) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        bundle_path = "/redoc/assets/redoc.standalone.js"
+        with page.expect_response(lambda r: urlsplit(r.url).path == bundle_path) as bundle:
+            page.goto(f"{server.url}/redoc")
+        assert bundle.value.status == 200
+        expect(page.locator(".api-info h1")).to_contain_text("todoapi")
+        # An operation of the spec, rendered with its summary (Redoc renders sections lazily).
+        operation = page.locator("[data-section-id='tag/todos/paths/~1todos/get']")
+        expect(operation.locator("h2").first).to_contain_text("List todos", timeout=TIMEOUT_MS)
+        # Search runs in a worker the page's policy must allow.
+        page.get_by_role("textbox", name="Search").fill("List todos")
+        expect(page.locator("[data-role='search:results'] li").first).to_contain_text("List todos")
+        # The one thing the policy blocks on purpose: Redocly's logo from its CDN.
+        assert [error for error in errors if "cdn.redoc.ly/redoc/logo-mini.svg" not in error] == []
+        assert len(errors) == 1, errors

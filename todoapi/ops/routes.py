@@ -1,6 +1,7 @@
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, send_from_directory
+from flask import Flask, Response, make_response, send_from_directory
 from flask.views import MethodView
 from marshmallow import Schema, fields
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -70,10 +71,36 @@ class Metrics(MethodView):
         return render_metrics()
 
 
+# Redoc's standalone bundle, byte for byte as npm publishes it (scripts/fetch-redoc writes it and
+# its VERSION): no Python package ships it without Django.
+REDOC_ASSETS = Path(__file__).resolve().parent / "static" / "redoc"
+# The bundle always shows Redocly's logo from cdn.redoc.ly: the page may load nothing from another
+# origin (the logo then hides itself). Redoc styles through <style> elements it writes, and its
+# search runs in a worker made from a blob.
+REDOC_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
 def init_docs_assets(app: Flask) -> None:
-    """Serve Swagger UI's files from the swagger-ui-bundle package, so /docs works offline."""
+    """Serve Swagger UI's files (the swagger-ui-bundle package) and Redoc's bundle from the app, so
+    /docs and /redoc work offline and run no script from another origin."""
 
     def swagger_asset(filename: str) -> Response:
         return send_from_directory(str(swagger_ui_path), filename, max_age=86_400)
 
+    def redoc_asset(filename: str) -> Response:
+        return send_from_directory(REDOC_ASSETS, filename, max_age=86_400)
+
     app.add_url_rule("/docs/assets/<path:filename>", "swagger_asset", swagger_asset)
+    app.add_url_rule("/redoc/assets/<path:filename>", "redoc_asset", redoc_asset)
+
+    redoc_page = app.view_functions["api-docs.openapi_redoc"]
+
+    def redoc_within_our_origin() -> Response:
+        response = make_response(redoc_page())
+        response.headers["Content-Security-Policy"] = REDOC_POLICY
+        return response
+
+    app.view_functions["api-docs.openapi_redoc"] = redoc_within_our_origin
