@@ -14,6 +14,7 @@ from todoapi.fields import SPACE
 UNDOCUMENTED = {
     "static",
     "swagger_asset",
+    "swagger_init",
     "redoc_asset",
     "api-docs.openapi_json",
     "api-docs.openapi_swagger_ui",
@@ -92,6 +93,9 @@ def test_docs_pages_are_served_with_local_assets(client):
     assert docs.status_code == 200
     html = docs.get_data(as_text=True)
     assert "/docs/assets/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
+    assert "<script>" not in html and '<script src="/docs/init.js">' in html
+    assert docs.headers["Content-Security-Policy"].startswith("default-src 'self';")
+    assert client.get("/docs/init.js").status_code == 200
     asset = client.get("/docs/assets/swagger-ui-bundle.js")
     assert asset.status_code == 200 and len(asset.data) > 100_000
     redoc = client.get("/redoc")

@@ -1,3 +1,5 @@
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -71,36 +73,46 @@ class Metrics(MethodView):
         return render_metrics()
 
 
+STATIC = Path(__file__).resolve().parent / "static"
 # Redoc's standalone bundle, byte for byte as npm publishes it (scripts/fetch-redoc writes it and
 # its VERSION): no Python package ships it without Django.
-REDOC_ASSETS = Path(__file__).resolve().parent / "static" / "redoc"
-# The bundle always shows Redocly's logo from cdn.redoc.ly: the page may load nothing from another
-# origin (the logo then hides itself). Redoc styles through <style> elements it writes, and its
-# search runs in a worker made from a blob.
-REDOC_POLICY = (
+REDOC_ASSETS = STATIC / "redoc"
+# Both docs pages run, load and fetch only what our origin serves: a pasted token sits in Swagger
+# UI's localStorage. Both UIs style through <style> elements they write; Redoc's search runs in a
+# worker made from a blob; Redoc's bundle always shows Redocly's logo from cdn.redoc.ly, which this
+# blocks (the logo then hides itself).
+DOCS_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
     "worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
+DOCS_PAGES = ("api-docs.openapi_swagger_ui", "api-docs.openapi_redoc")
 
 
 def init_docs_assets(app: Flask) -> None:
     """Serve Swagger UI's files (the swagger-ui-bundle package) and Redoc's bundle from the app, so
-    /docs and /redoc work offline and run no script from another origin."""
+    /docs and /redoc work offline, and give both pages a policy that keeps them to our origin."""
 
     def swagger_asset(filename: str) -> Response:
         return send_from_directory(str(swagger_ui_path), filename, max_age=86_400)
+
+    def swagger_init() -> Response:
+        return send_from_directory(STATIC / "swagger", "init.js", max_age=86_400)
 
     def redoc_asset(filename: str) -> Response:
         return send_from_directory(REDOC_ASSETS, filename, max_age=86_400)
 
     app.add_url_rule("/docs/assets/<path:filename>", "swagger_asset", swagger_asset)
+    app.add_url_rule("/docs/init.js", "swagger_init", swagger_init)
     app.add_url_rule("/redoc/assets/<path:filename>", "redoc_asset", redoc_asset)
+    for endpoint in DOCS_PAGES:
+        app.view_functions[endpoint] = _within_our_origin(app.view_functions[endpoint])
 
-    redoc_page = app.view_functions["api-docs.openapi_redoc"]
 
-    def redoc_within_our_origin() -> Response:
-        response = make_response(redoc_page())
-        response.headers["Content-Security-Policy"] = REDOC_POLICY
+def _within_our_origin(page: Callable[[], Any]) -> Callable[[], Response]:
+    @wraps(page)
+    def view() -> Response:
+        response = make_response(page())
+        response.headers["Content-Security-Policy"] = DOCS_POLICY
         return response
 
-    app.view_functions["api-docs.openapi_redoc"] = redoc_within_our_origin
+    return view
