@@ -120,11 +120,11 @@ BLOCKED_ON_PURPOSE = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 
 @contextmanager
-def docs_browser(chromium: Browser | str, server: Server) -> Iterator[Page]:
-    """A fresh page (no stored authorization) that may reach only the app: anything else is
-    recorded and aborted, and the test fails if the page tried to reach it, or if the page logged
-    an error (a script error, or anything its Content-Security-Policy refused) but the one
-    blocked on purpose."""
+def docs_browser(chromium: Browser | str, server: Server) -> Iterator[tuple[Page, list[str]]]:
+    """A fresh page (no stored authorization) that may reach only the app, and the errors it logs:
+    anything else it asks for is recorded and aborted, and the test fails if the page tried to
+    reach it, or if the page logged an error (a script error, or anything its
+    Content-Security-Policy refused) but the one blocked on purpose."""
     if isinstance(chromium, str):
         pytest.fail(chromium, pytrace=False)
     origin = urlsplit(server.url)
@@ -146,7 +146,7 @@ def docs_browser(chromium: Browser | str, server: Server) -> Iterator[Page]:
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     try:
-        yield page
+        yield page, errors
     finally:
         context.close()
     assert not elsewhere, f"the docs page tried to reach other hosts: {elsewhere}"
@@ -201,7 +201,7 @@ def response_body(row: Locator) -> dict[str, Any]:
 def test_authorize_with_oauth2_password_then_try_it_out(chromium: Browser | str, server: Server) -> None:
     title = f"seen through the docs {uuid.uuid4().hex[:8]}"
     email = server.account_with_todo(title)
-    with docs_browser(chromium, server) as page:
+    with docs_browser(chromium, server) as (page, _):
         open_docs(page, server)
 
         page.locator(".auth-wrapper .btn.authorize").click()
@@ -234,7 +234,7 @@ def test_authorize_with_pasted_bearer_token_then_try_it_out(chromium: Browser | 
     login = server.client.post("/auth/login", json={"email": email, "password": PASSWORD})
     assert login.status_code == 200, login.get_json()
     token = login.get_json()["access_token"]
-    with docs_browser(chromium, server) as page:
+    with docs_browser(chromium, server) as (page, _):
         open_docs(page, server)
 
         page.locator(".auth-wrapper .btn.authorize").click()
@@ -255,9 +255,7 @@ def test_authorize_with_pasted_bearer_token_then_try_it_out(chromium: Browser | 
 def test_redoc_renders_and_searches_the_spec_from_the_apps_own_bundle(
     chromium: Browser | str, server: Server
 ) -> None:
-    with docs_browser(chromium, server) as page:
-        refused: list[str] = []
-        page.on("console", lambda message: refused.append(message.text) if message.type == "error" else None)
+    with docs_browser(chromium, server) as (page, errors):
         bundle_path = "/redoc/assets/redoc.standalone.js"
         with page.expect_response(lambda r: urlsplit(r.url).path == bundle_path) as bundle:
             page.goto(f"{server.url}/redoc")
@@ -270,4 +268,4 @@ def test_redoc_renders_and_searches_the_spec_from_the_apps_own_bundle(
         page.get_by_role("textbox", name="Search").fill("List todos")
         expect(page.locator("[data-role='search:results'] li").first).to_contain_text("List todos")
         # The logo was asked for, and the policy (not the test's network cut) refused it.
-        assert any(BLOCKED_ON_PURPOSE in error and "Content Security Policy" in error for error in refused)
+        assert any(BLOCKED_ON_PURPOSE in error and "Content Security Policy" in error for error in errors)

@@ -91,21 +91,22 @@ DOCS_PAGES = ("api-docs.openapi_swagger_ui", "api-docs.openapi_redoc")
 def init_docs_assets(app: Flask) -> None:
     """Serve Swagger UI's files (the swagger-ui-bundle package) and Redoc's bundle from the app, so
     /docs and /redoc work offline, and give both pages a policy that keeps them to our origin."""
-
-    def swagger_asset(filename: str) -> Response:
-        return send_from_directory(str(swagger_ui_path), filename, max_age=86_400)
-
-    def swagger_init() -> Response:
-        return send_from_directory(STATIC / "swagger", "init.js", max_age=86_400)
-
-    def redoc_asset(filename: str) -> Response:
-        return send_from_directory(REDOC_ASSETS, filename, max_age=86_400)
-
-    app.add_url_rule("/docs/assets/<path:filename>", "swagger_asset", swagger_asset)
-    app.add_url_rule("/docs/init.js", "swagger_init", swagger_init)
-    app.add_url_rule("/redoc/assets/<path:filename>", "redoc_asset", redoc_asset)
+    app.add_url_rule("/docs/assets/<path:filename>", "swagger_asset", _files_in(swagger_ui_path))
+    app.add_url_rule(
+        "/docs/init.js", "swagger_init", _files_in(STATIC / "swagger"), defaults={"filename": "init.js"}
+    )
+    app.add_url_rule("/redoc/assets/<path:filename>", "redoc_asset", _files_in(REDOC_ASSETS))
     for endpoint in DOCS_PAGES:
         app.view_functions[endpoint] = _within_our_origin(app.view_functions[endpoint])
+
+
+def _files_in(directory: str | Path) -> Callable[[str], Response]:
+    """A view serving the files of `directory`, cached by browsers for a day."""
+
+    def view(filename: str) -> Response:
+        return send_from_directory(directory, filename, max_age=86_400)
+
+    return view
 
 
 def _within_our_origin(page: Callable[[], Any]) -> Callable[[], Response]:
