@@ -410,9 +410,11 @@ def test_sigkill_mid_scan_and_mid_delivery_then_restart_loses_and_duplicates_not
 
 
 def _wait_until_idle_after_first_scan(stack: Stack, worker: ShellProcess) -> Worker:
+    # A finished scan, not just a finished job: the worker also ticks the hourly clean-up, which
+    # may be queued first, and RQ reports "idle" before each dequeue, even with the scan waiting.
     def idle() -> Worker | None:
         found = stack.rq_workers()
-        if len(found) == 1 and found[0].successful_job_count >= 1 and found[0].get_state() == "idle":
+        if len(found) == 1 and stack.finished_scans() >= 1 and found[0].get_state() == "idle":
             return found[0]
         return None
 
