@@ -140,6 +140,10 @@ class AppWorker(_TracedJobs, Worker):
         """Whether the scheduler process is not running; asked at most every SCHEDULER_CHECK_SECONDS."""
         if self.scheduler is None or self.last_cleaned_at is None:  # none wanted, or work() starts it
             return False
+        if self._stop_requested:
+            # Stopping: the SIGTERM to the group ended the scheduler too. One forked now would have
+            # missed that signal, and the worker's teardown would wait for it.
+            return False
         now = time.monotonic()
         if now - self._scheduler_checked_at < SCHEDULER_CHECK_SECONDS:
             return False

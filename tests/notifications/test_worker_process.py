@@ -495,6 +495,21 @@ def test_sigterm_during_a_scan_lets_the_scan_finish_then_exits(stack):
     assert_exactly_once(stack, seeded, started)
 
 
+def test_sigterm_during_a_job_taken_mid_wait_exits_without_a_new_scheduler(stack):
+    # The group's SIGTERM also ends the scheduler process. A job taken a while after the worker's
+    # last look at its scheduler ends past the next look; a worker that then started a scheduler
+    # again (as it does after an outage) forked one the SIGTERM had missed, and hung waiting for it.
+    worker = stack.start_worker(interval=3600)
+    _wait_until_idle_after_first_scan(stack, worker)
+    time.sleep(1)  # into the worker's wait for jobs
+    Queue(QUEUE_NAME, connection=stack.redis).enqueue("time.sleep", 3)
+    wait_for(worker.horses, 10, "the job under way", alive=(worker,), interval=0.02)
+    worker.signal_group(signal.SIGTERM)
+    assert worker.wait_for_exit(15), "still running 15 s after SIGTERM:\n" + worker.output()
+    assert worker.process.returncode in (0, -signal.SIGTERM), worker.output()
+    assert worker.log_path.read_text().count("scheduler started") == 1, worker.output()
+
+
 def test_teardown_does_not_wait_out_the_listener_threads_poll(redis):
     # RQ's teardown unsubscribes its pub/sub listener, then stops the thread. When the thread reads
     # the unsubscribe reply first, it goes back to a 60 s wait; redis-py 8.2's stop() waits for it
